@@ -1,0 +1,56 @@
+//! The objects of the HTTP API and of WebSocket frames.
+
+use crate::ids::{ChannelId, MessageId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// A public profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+    pub created_at: i64,
+}
+
+/// Whether a channel is the one conversation of a pair or a named group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    Direct,
+    Group,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Direct => "direct",
+            ChannelKind::Group => "group",
+        }
+    }
+}
+
+/// A channel as one member sees it (`read_up_to` is that member's marker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    pub id: ChannelId,
+    pub kind: ChannelKind,
+    /// The group's name; `null` for direct channels.
+    pub name: Option<String>,
+    pub member_ids: Vec<UserId>,
+    /// Who created the channel; only they may remove other members.
+    pub created_by: UserId,
+    pub last_message_id: MessageId,
+    pub read_up_to: MessageId,
+    pub created_at: i64,
+}
+
+/// A stored message. `(channel_id, message_id)` names it forever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub channel_id: ChannelId,
+    pub message_id: MessageId,
+    pub sender_id: UserId,
+    pub client_msg_id: String,
+    pub text: String,
+    pub created_at: i64,
+}

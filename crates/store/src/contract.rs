@@ -1,0 +1,260 @@
+//! The behaviour every `Store` backend must have, written once. A backend's
+//! test module calls `store_contract_tests!(open)` with an async `open()`
+//! returning `(guard, store)`; the guard keeps temp resources alive.
+
+use crate::*;
+use chinwag_proto::{ChannelKind, MessageId, UserId};
+use std::sync::Arc;
+
+pub async fn user(store: &dyn Store, name: &str) -> UserId {
+    store
+        .create_user(NewUser {
+            username: name.into(),
+            display_name: name.to_uppercase(),
+            password_hash: format!("hash-{name}"),
+            created_at: 1,
+        })
+        .await
+        .expect("create user")
+        .id
+}
+
+pub async fn two_users(store: &dyn Store) -> (UserId, UserId) {
+    (user(store, "alice").await, user(store, "bob").await)
+}
+
+pub async fn send(store: &dyn Store, channel: ChannelId, sender: UserId, cmid: &str) -> Appended {
+    store
+        .append_message(NewMessage {
+            channel_id: channel,
+            sender_id: sender,
+            client_msg_id: cmid.into(),
+            text: format!("text of {cmid}"),
+            created_at: 5,
+        })
+        .await
+        .expect("append")
+}
+
+pub async fn users_and_devices(store: &dyn Store) {
+    let (a, _) = two_users(store).await;
+    assert!(matches!(
+        store
+            .create_user(NewUser {
+                username: "alice".into(),
+                display_name: "x".into(),
+                password_hash: "h".into(),
+                created_at: 1
+            })
+            .await,
+        Err(StoreError::UsernameTaken)
+    ));
+    assert_eq!(store.user_by_username("ALICE").await.unwrap().unwrap().id, a);
+    assert_eq!(store.credentials("alice").await.unwrap().unwrap().password_hash, "hash-alice");
+    assert!(store.user(UserId(999)).await.unwrap().is_none());
+    let renamed = store.update_display_name(a, "Ally").await.unwrap();
+    assert_eq!(renamed.display_name, "Ally");
+
+    let device = store
+        .create_device(NewDevice { user_id: a, name: Some("phone".into()), token_hash: vec![1, 2], created_at: 1 })
+        .await
+        .unwrap();
+    let session = store.session(&[1, 2]).await.unwrap().unwrap();
+    assert_eq!(session, Session { user_id: a, device_id: device });
+    store.revoke_device(device).await.unwrap();
+    assert!(store.session(&[1, 2]).await.unwrap().is_none());
+}
+
+pub async fn direct_channels_are_one_per_pair(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let (ch, created) = store.direct_channel(a, b, 1).await.unwrap();
+    assert!(created);
+    assert_eq!(ch.kind, ChannelKind::Direct);
+    assert_eq!(ch.member_ids, vec![a, b]);
+    let (again, created) = store.direct_channel(b, a, 2).await.unwrap();
+    assert!(!created);
+    assert_eq!(again.id, ch.id);
+    assert!(matches!(store.direct_channel(a, UserId(999), 1).await, Err(StoreError::NotFound)));
+    let (own, _) = store.direct_channel(a, a, 1).await.unwrap();
+    assert_eq!(own.member_ids, vec![a]);
+}
+
+pub async fn groups_and_members(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let c = user(store, "carol").await;
+    let g = store
+        .create_group(NewGroup { creator: a, name: "g".into(), member_ids: vec![b, b], created_at: 1 })
+        .await
+        .unwrap();
+    assert_eq!(g.member_ids, vec![a, b]);
+    assert_eq!(g.created_by, a);
+    assert!(store.channel(g.id, c).await.unwrap().is_none());
+    assert!(store.add_member(g.id, c, 2).await.unwrap());
+    assert!(!store.add_member(g.id, c, 2).await.unwrap());
+    assert_eq!(store.members(g.id).await.unwrap(), vec![a, b, c]);
+    assert!(store.remove_member(g.id, b).await.unwrap());
+    assert!(!store.remove_member(g.id, b).await.unwrap());
+    assert!(store.channel(g.id, b).await.unwrap().is_none());
+    assert_eq!(store.channels_of(c).await.unwrap().len(), 1);
+    assert!(matches!(
+        store.create_group(NewGroup { creator: a, name: "x".into(), member_ids: vec![UserId(999)], created_at: 1 }).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let mut many = Vec::new();
+    for i in 0..99 {
+        many.push(user(store, &format!("user{i}")).await);
+    }
+    let full = store
+        .create_group(NewGroup { creator: a, name: "full".into(), member_ids: many.clone(), created_at: 1 })
+        .await
+        .unwrap();
+    assert_eq!(full.member_ids.len(), 100);
+    assert!(matches!(store.add_member(full.id, b, 1).await, Err(StoreError::GroupTooLarge)));
+    many.push(b);
+    assert!(matches!(
+        store.create_group(NewGroup { creator: a, name: "big".into(), member_ids: many, created_at: 1 }).await,
+        Err(StoreError::GroupTooLarge)
+    ));
+}
+
+pub async fn message_ids_are_sequential_and_idempotent(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let c = user(store, "carol").await;
+    let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
+    let first = send(store, ch.id, a, "m1").await;
+    assert_eq!(first.message.message_id, MessageId(1));
+    assert!(!first.duplicate);
+    assert_eq!(send(store, ch.id, b, "m1").await.message.message_id, MessageId(2));
+    let again = send(store, ch.id, a, "m1").await;
+    assert!(again.duplicate);
+    assert_eq!(again.message, first.message);
+    assert!(matches!(
+        store
+            .append_message(NewMessage { channel_id: ch.id, sender_id: c, client_msg_id: "x".into(), text: "x".into(), created_at: 1 })
+            .await,
+        Err(StoreError::NotAMember)
+    ));
+    let ch = store.channel(ch.id, a).await.unwrap().unwrap();
+    assert_eq!(ch.last_message_id, MessageId(2));
+}
+
+pub async fn concurrent_appends_have_no_gaps(store: Arc<dyn Store>) {
+    let (a, b) = two_users(&*store).await;
+    let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        let sender = if i % 2 == 0 { a } else { b };
+        tasks.push(tokio::spawn(async move {
+            // Every message twice: the resend must not create a second copy.
+            let first = send(&*store, ch.id, sender, &format!("c{i}")).await;
+            let second = send(&*store, ch.id, sender, &format!("c{i}")).await;
+            assert_eq!(first.message.message_id, second.message.message_id);
+            first.message.message_id
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap().0);
+    }
+    ids.sort();
+    assert_eq!(ids, (1..=200).collect::<Vec<_>>());
+}
+
+pub async fn history_pages(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
+    for i in 1..=10 {
+        send(store, ch.id, a, &format!("h{i}")).await;
+    }
+    let ids = |p: &Page| p.messages.iter().map(|m| m.message_id.0).collect::<Vec<_>>();
+    let latest = store.messages(ch.id, HistoryQuery::Latest, 3).await.unwrap();
+    assert_eq!((ids(&latest), latest.has_more), (vec![8, 9, 10], true));
+    let all = store.messages(ch.id, HistoryQuery::Latest, 10).await.unwrap();
+    assert_eq!((ids(&all).len(), all.has_more), (10, false));
+    let after = store
+        .messages(ch.id, HistoryQuery::Range { after: Some(MessageId(7)), before: None }, 2)
+        .await
+        .unwrap();
+    assert_eq!((ids(&after), after.has_more), (vec![8, 9], true));
+    let tail = store
+        .messages(ch.id, HistoryQuery::Range { after: Some(MessageId(8)), before: None }, 5)
+        .await
+        .unwrap();
+    assert_eq!((ids(&tail), tail.has_more), (vec![9, 10], false));
+    let between = store
+        .messages(ch.id, HistoryQuery::Range { after: Some(MessageId(2)), before: Some(MessageId(5)) }, 5)
+        .await
+        .unwrap();
+    assert_eq!((ids(&between), between.has_more), (vec![3, 4], false));
+    let before = store.messages(ch.id, HistoryQuery::Before(MessageId(4)), 2).await.unwrap();
+    assert_eq!((ids(&before), before.has_more), (vec![2, 3], true));
+    let around = store.messages(ch.id, HistoryQuery::Around(MessageId(5)), 4).await.unwrap();
+    assert_eq!((ids(&around), around.has_more), (vec![3, 4, 5, 6], true));
+    let edge = store.messages(ch.id, HistoryQuery::Around(MessageId(1)), 1).await.unwrap();
+    assert_eq!((ids(&edge), edge.has_more), (vec![1], true));
+}
+
+pub async fn read_markers_only_move_forward(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let c = user(store, "carol").await;
+    let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
+    for i in 1..=5 {
+        send(store, ch.id, a, &format!("r{i}")).await;
+    }
+    assert_eq!(store.set_read(ch.id, b, MessageId(3)).await.unwrap(), Some(MessageId(3)));
+    assert_eq!(store.set_read(ch.id, b, MessageId(2)).await.unwrap(), None);
+    assert_eq!(store.set_read(ch.id, b, MessageId(99)).await.unwrap(), Some(MessageId(5)));
+    assert_eq!(store.channel(ch.id, b).await.unwrap().unwrap().read_up_to, MessageId(5));
+    assert_eq!(store.channel(ch.id, a).await.unwrap().unwrap().read_up_to, MessageId(0));
+    let state = store.channel_state(ch.id).await.unwrap().unwrap();
+    assert_eq!(state.for_member(b).read_up_to, MessageId(5));
+    assert!(matches!(store.set_read(ch.id, c, MessageId(1)).await, Err(StoreError::NotAMember)));
+}
+
+pub async fn closed_store_refuses_work(store: &dyn Store) {
+    store.close().await;
+    assert!(matches!(store.user(UserId(1)).await, Ok(None) | Err(StoreError::Closed)));
+    assert!(matches!(user_result(store).await, Err(StoreError::Closed)));
+}
+
+async fn user_result(store: &dyn Store) -> Result<chinwag_proto::User, StoreError> {
+    store
+        .create_user(NewUser { username: "late".into(), display_name: "l".into(), password_hash: "h".into(), created_at: 1 })
+        .await
+}
+
+/// Generates one `#[tokio::test]` per contract function for a backend.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($open:path) => {
+        mod contract_suite {
+            use super::*;
+            use std::sync::Arc;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let (_guard, store) = $open().await;
+                        $crate::contract::$name(&store).await;
+                    }
+                };
+            }
+            case!(users_and_devices);
+            case!(direct_channels_are_one_per_pair);
+            case!(groups_and_members);
+            case!(message_ids_are_sequential_and_idempotent);
+            case!(history_pages);
+            case!(read_markers_only_move_forward);
+            case!(closed_store_refuses_work);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_appends_have_no_gaps() {
+                let (_guard, store) = $open().await;
+                $crate::contract::concurrent_appends_have_no_gaps(Arc::new(store)).await;
+            }
+        }
+    };
+}

@@ -1,0 +1,84 @@
+//! The `Store` seam: everything chinwag keeps durably. Roles talk to storage
+//! only through this trait, so the embedded SQLite backend and a cluster
+//! backend are interchangeable. One contract test suite (`contract`) holds
+//! every backend to the same behaviour.
+//!
+//! This crate must not know about sockets, the bus or HTTP.
+
+mod error;
+pub mod sqlite;
+mod types;
+
+#[cfg(test)]
+mod contract;
+
+pub use error::StoreError;
+pub use types::*;
+
+use async_trait::async_trait;
+use chinwag_proto::{Channel, ChannelId, DeviceId, MessageId, User, UserId};
+
+/// Durable state of a chinwag deployment. Every method is atomic; a method
+/// that returns `Ok` for a write has made it durable.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates an account; `UsernameTaken` when the (lower-cased) name exists.
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+    /// The profile and password hash for a login attempt.
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError>;
+    async fn update_display_name(&self, id: UserId, display_name: &str) -> Result<User, StoreError>;
+
+    /// Registers a logged-in device under the hash of its token.
+    async fn create_device(&self, device: NewDevice) -> Result<DeviceId, StoreError>;
+    /// The live (not revoked) device a token hash belongs to.
+    async fn session(&self, token_hash: &[u8]) -> Result<Option<Session>, StoreError>;
+    /// Revokes a device's token at once.
+    async fn revoke_device(&self, device: DeviceId) -> Result<(), StoreError>;
+
+    /// The one direct channel of a pair, created when missing (`true`).
+    async fn direct_channel(
+        &self,
+        me: UserId,
+        other: UserId,
+        now_ms: i64,
+    ) -> Result<(Channel, bool), StoreError>;
+    /// A group with its creator and `member_ids`; `NotFound` when a member
+    /// does not exist, `GroupTooLarge` above the member limit.
+    async fn create_group(&self, group: NewGroup) -> Result<Channel, StoreError>;
+    /// The channel as `viewer` sees it, or `None` when they are not a member.
+    async fn channel(&self, id: ChannelId, viewer: UserId) -> Result<Option<Channel>, StoreError>;
+    /// The channel with every member's read marker, for fan-out of changes.
+    async fn channel_state(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError>;
+    /// Every channel `user` is a member of.
+    async fn channels_of(&self, user: UserId) -> Result<Vec<Channel>, StoreError>;
+    async fn members(&self, id: ChannelId) -> Result<Vec<UserId>, StoreError>;
+    /// Adds a member to a group; `false` when they already were one.
+    async fn add_member(&self, id: ChannelId, user: UserId, now_ms: i64) -> Result<bool, StoreError>;
+    /// Removes a member; `false` when they were not one.
+    async fn remove_member(&self, id: ChannelId, user: UserId) -> Result<bool, StoreError>;
+
+    /// Stores a message under the channel's next `message_id`, or returns the
+    /// original when `(sender, client_msg_id)` was seen before. `NotAMember`
+    /// when the sender is not in the channel.
+    async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError>;
+    /// A page of history, ascending by `message_id`.
+    async fn messages(
+        &self,
+        id: ChannelId,
+        query: HistoryQuery,
+        limit: u32,
+    ) -> Result<Page, StoreError>;
+    /// Moves `user`'s read marker forward (never back, never past the last
+    /// message). Returns the new marker when it moved.
+    async fn set_read(
+        &self,
+        id: ChannelId,
+        user: UserId,
+        message_id: MessageId,
+    ) -> Result<Option<MessageId>, StoreError>;
+
+    /// Finishes pending writes and stops; later calls fail with `Closed`.
+    async fn close(&self);
+}

@@ -1,0 +1,364 @@
+//! The embedded store: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! Why threads: SQLite calls block, so none of them may run on the async
+//! runtime. One writer thread owns the only write connection and drains its
+//! queue into batches: every job of a batch runs in its own savepoint inside
+//! one transaction, and one commit (one fsync) makes the whole batch durable
+//! before any caller hears back (group commit). Reader threads each own a
+//! read connection; WAL lets them read while the writer writes.
+
+mod queries;
+mod schema;
+
+use crate::{
+    Appended, ChannelState, Credentials, HistoryQuery, NewDevice, NewGroup, NewMessage, NewUser,
+    Page, Session, Store, StoreError,
+};
+use async_trait::async_trait;
+use chinwag_proto::{Channel, ChannelId, DeviceId, MessageId, User, UserId};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Most jobs one transaction takes; bounds the latency a batch adds.
+const MAX_BATCH: usize = 512;
+/// Writes waiting for the writer; senders wait (backpressure) beyond this.
+const WRITE_QUEUE: usize = 8192;
+const READ_QUEUE: usize = 8192;
+
+/// Observes group commits, e.g. to export batch sizes and fsync times.
+pub trait CommitObserver: Send + Sync + 'static {
+    fn batch_committed(&self, jobs: usize, commit_time: Duration);
+}
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    pub path: PathBuf,
+    pub reader_threads: usize,
+}
+
+impl SqliteConfig {
+    /// The store file `chinwag.db` inside a data directory.
+    pub fn in_dir(dir: &Path) -> Self {
+        SqliteConfig { path: dir.join("chinwag.db"), reader_threads: 2 }
+    }
+}
+
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// A write: runs inside the batch's transaction, then learns whether the
+/// batch committed and answers its caller.
+trait WriteJob: Send {
+    fn run(&mut self, conn: &Connection);
+    fn finish(self: Box<Self>, commit: Result<(), &rusqlite::Error>);
+}
+
+struct Job<T, F> {
+    work: Option<F>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> WriteJob for Job<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) {
+        let Some(work) = self.work.take() else { return };
+        let outcome = match conn.execute_batch("SAVEPOINT job") {
+            Ok(()) => {
+                let outcome = work(conn);
+                // A failed job leaves no trace in the batch.
+                let end = if outcome.is_ok() {
+                    conn.execute_batch("RELEASE job")
+                } else {
+                    conn.execute_batch("ROLLBACK TO job; RELEASE job")
+                };
+                end.map_err(StoreError::from).and(outcome)
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.outcome = Some(outcome);
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), &rusqlite::Error>) {
+        let answer = match (commit, self.outcome) {
+            (Ok(()), Some(outcome)) => outcome,
+            (Err(e), Some(Ok(_))) => Err(StoreError::Backend(e.to_string().into())),
+            (_, Some(Err(e))) => Err(e),
+            (_, None) => Err(StoreError::Closed),
+        };
+        // The caller may have gone away; the write stands either way.
+        let _ = self.reply.send(answer);
+    }
+}
+
+enum WriterMsg {
+    Job(Box<dyn WriteJob>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The embedded SQLite store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    writes: flume::Sender<WriterMsg>,
+    reads: flume::Sender<ReadJob>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating when needed) the store and starts its
+    /// threads.
+    pub fn open(config: &SqliteConfig) -> Result<Self, StoreError> {
+        Self::open_observed(config, None)
+    }
+
+    /// Like [`SqliteStore::open`], reporting each group commit to `observer`.
+    pub fn open_observed(
+        config: &SqliteConfig,
+        observer: Option<Box<dyn CommitObserver>>,
+    ) -> Result<Self, StoreError> {
+        let writer = schema::open_writer(&config.path)?;
+        let (writes, write_rx) = flume::bounded(WRITE_QUEUE);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(writer, write_rx, observer))
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let (reads, read_rx) = flume::bounded::<ReadJob>(READ_QUEUE);
+        for i in 0..config.reader_threads.max(1) {
+            let conn = schema::open_reader(&config.path)?;
+            let rx = read_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("store-reader-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        job(&conn);
+                    }
+                })
+                .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        }
+        Ok(SqliteStore { writes, reads })
+    }
+
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Job { work: Some(work), outcome: None, reply };
+        self.writes
+            .send_async(WriterMsg::Job(Box::new(job)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = reply.send(work(conn));
+        });
+        self.reads.send_async(job).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    rx: flume::Receiver<WriterMsg>,
+    observer: Option<Box<dyn CommitObserver>>,
+) {
+    let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
+    let mut shutdown = None;
+    while shutdown.is_none() {
+        let Ok(first) = rx.recv() else { break };
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                WriterMsg::Job(job) => batch.push(job),
+                WriterMsg::Shutdown(done) => {
+                    shutdown = Some(done);
+                    break;
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&conn, &mut batch, observer.as_deref());
+        }
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(error = %e, "checkpoint at shutdown failed");
+    }
+    drop(conn);
+    if let Some(done) = shutdown {
+        let _ = done.send(());
+    }
+}
+
+fn commit_batch(
+    conn: &Connection,
+    batch: &mut Vec<Box<dyn WriteJob>>,
+    observer: Option<&dyn CommitObserver>,
+) {
+    let jobs = batch.len();
+    let started = Instant::now();
+    let commit = conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+        for job in batch.iter_mut() {
+            job.run(conn);
+        }
+        conn.execute_batch("COMMIT")
+    });
+    if let Err(e) = &commit {
+        tracing::error!(error = %e, jobs, "store batch failed");
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    if let Some(observer) = observer {
+        observer.batch_committed(jobs, started.elapsed());
+    }
+    for job in batch.drain(..) {
+        job.finish(commit.as_ref().map(|_| ()));
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
+        self.write(move |c| queries::create_user(c, &user)).await
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        self.read(move |c| queries::user(c, id)).await
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let username = username.to_lowercase();
+        self.read(move |c| queries::user_by_username(c, &username)).await
+    }
+
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
+        let username = username.to_lowercase();
+        self.read(move |c| queries::credentials(c, &username)).await
+    }
+
+    async fn update_display_name(&self, id: UserId, display_name: &str) -> Result<User, StoreError> {
+        let display_name = display_name.to_owned();
+        self.write(move |c| queries::update_display_name(c, id, &display_name)).await
+    }
+
+    async fn create_device(&self, device: NewDevice) -> Result<DeviceId, StoreError> {
+        self.write(move |c| queries::create_device(c, &device)).await
+    }
+
+    async fn session(&self, token_hash: &[u8]) -> Result<Option<Session>, StoreError> {
+        let token_hash = token_hash.to_vec();
+        self.read(move |c| queries::session(c, &token_hash)).await
+    }
+
+    async fn revoke_device(&self, device: DeviceId) -> Result<(), StoreError> {
+        self.write(move |c| queries::revoke_device(c, device)).await
+    }
+
+    async fn direct_channel(
+        &self,
+        me: UserId,
+        other: UserId,
+        now_ms: i64,
+    ) -> Result<(Channel, bool), StoreError> {
+        self.write(move |c| queries::direct_channel(c, me, other, now_ms)).await
+    }
+
+    async fn create_group(&self, group: NewGroup) -> Result<Channel, StoreError> {
+        self.write(move |c| queries::create_group(c, &group)).await
+    }
+
+    async fn channel(&self, id: ChannelId, viewer: UserId) -> Result<Option<Channel>, StoreError> {
+        self.read(move |c| queries::channel_for(c, id, viewer)).await
+    }
+
+    async fn channel_state(&self, id: ChannelId) -> Result<Option<ChannelState>, StoreError> {
+        self.read(move |c| queries::channel_state(c, id)).await
+    }
+
+    async fn channels_of(&self, user: UserId) -> Result<Vec<Channel>, StoreError> {
+        self.read(move |c| queries::channels_of(c, user)).await
+    }
+
+    async fn members(&self, id: ChannelId) -> Result<Vec<UserId>, StoreError> {
+        self.read(move |c| queries::members(c, id)).await
+    }
+
+    async fn add_member(&self, id: ChannelId, user: UserId, now_ms: i64) -> Result<bool, StoreError> {
+        self.write(move |c| queries::add_member(c, id, user, now_ms)).await
+    }
+
+    async fn remove_member(&self, id: ChannelId, user: UserId) -> Result<bool, StoreError> {
+        self.write(move |c| queries::remove_member(c, id, user)).await
+    }
+
+    async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
+        self.write(move |c| queries::append_message(c, message)).await
+    }
+
+    async fn messages(
+        &self,
+        id: ChannelId,
+        query: HistoryQuery,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        self.read(move |c| queries::messages(c, id, query, limit)).await
+    }
+
+    async fn set_read(
+        &self,
+        id: ChannelId,
+        user: UserId,
+        message_id: MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        self.write(move |c| queries::set_read(c, id, user, message_id)).await
+    }
+
+    async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.writes.send_async(WriterMsg::Shutdown(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn open_temp() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&SqliteConfig::in_dir(dir.path())).expect("open store");
+        (dir, store)
+    }
+
+    crate::store_contract_tests!(open_temp);
+
+    #[tokio::test]
+    async fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SqliteConfig::in_dir(dir.path());
+        let store = SqliteStore::open(&config).unwrap();
+        let (a, b) = crate::contract::two_users(&store).await;
+        let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
+        let m = crate::contract::send(&store, ch.id, a, "c1").await;
+        store.close().await;
+        let store = SqliteStore::open(&config).unwrap();
+        let again = crate::contract::send(&store, ch.id, a, "c1").await;
+        assert!(again.duplicate);
+        assert_eq!(again.message, m.message);
+        assert_eq!(crate::contract::send(&store, ch.id, b, "c2").await.message.message_id, MessageId(2));
+    }
+}

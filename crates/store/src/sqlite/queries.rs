@@ -1,0 +1,386 @@
+//! The SQL of the embedded store, one function per `Store` method. Each runs
+//! on a connection owned by a store thread; writes run inside the writer's
+//! batch transaction, so a function's statements are atomic together.
+
+use crate::{
+    Appended, ChannelState, Credentials, HistoryQuery, NewDevice, NewGroup, NewMessage, NewUser,
+    Page, Session, StoreError,
+};
+use chinwag_proto::validate::GROUP_MAX_MEMBERS;
+use chinwag_proto::{Channel, ChannelId, ChannelKind, DeviceId, Message, MessageId, User, UserId};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::collections::{BTreeSet, HashMap};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+const USER_COLS: &str = "id, username, display_name, created_at";
+const MESSAGE_COLS: &str = "channel_id, message_id, sender_id, client_msg_id, text, created_at";
+
+fn user_from(row: &Row) -> rusqlite::Result<User> {
+    Ok(User {
+        id: UserId(row.get(0)?),
+        username: row.get(1)?,
+        display_name: row.get(2)?,
+        created_at: row.get(3)?,
+    })
+}
+
+fn message_from(row: &Row) -> rusqlite::Result<Message> {
+    Ok(Message {
+        channel_id: ChannelId(row.get(0)?),
+        message_id: MessageId(row.get(1)?),
+        sender_id: UserId(row.get(2)?),
+        client_msg_id: row.get(3)?,
+        text: row.get(4)?,
+        created_at: row.get(5)?,
+    })
+}
+
+pub fn create_user(c: &Connection, u: &NewUser) -> Result<User> {
+    if user_by_username(c, &u.username)?.is_some() {
+        return Err(StoreError::UsernameTaken);
+    }
+    c.prepare_cached(
+        "INSERT INTO users (username, display_name, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![u.username, u.display_name, u.password_hash, u.created_at])?;
+    Ok(User {
+        id: UserId(c.last_insert_rowid()),
+        username: u.username.clone(),
+        display_name: u.display_name.clone(),
+        created_at: u.created_at,
+    })
+}
+
+pub fn user(c: &Connection, id: UserId) -> Result<Option<User>> {
+    Ok(c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?
+        .query_row([id.0], user_from)
+        .optional()?)
+}
+
+pub fn user_by_username(c: &Connection, username: &str) -> Result<Option<User>> {
+    Ok(c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE username = ?1"))?
+        .query_row([username], user_from)
+        .optional()?)
+}
+
+pub fn credentials(c: &Connection, username: &str) -> Result<Option<Credentials>> {
+    Ok(c.prepare_cached(&format!("SELECT {USER_COLS}, password_hash FROM users WHERE username = ?1"))?
+        .query_row([username], |row| {
+            Ok(Credentials { user: user_from(row)?, password_hash: row.get(4)? })
+        })
+        .optional()?)
+}
+
+pub fn update_display_name(c: &Connection, id: UserId, display_name: &str) -> Result<User> {
+    c.prepare_cached("UPDATE users SET display_name = ?2 WHERE id = ?1")?
+        .execute(params![id.0, display_name])?;
+    user(c, id)?.ok_or(StoreError::NotFound)
+}
+
+pub fn create_device(c: &Connection, d: &NewDevice) -> Result<DeviceId> {
+    c.prepare_cached(
+        "INSERT INTO devices (user_id, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![d.user_id.0, d.name, d.token_hash, d.created_at])?;
+    Ok(DeviceId(c.last_insert_rowid()))
+}
+
+pub fn session(c: &Connection, token_hash: &[u8]) -> Result<Option<Session>> {
+    Ok(c.prepare_cached(
+        "SELECT user_id, id FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL",
+    )?
+    .query_row([token_hash], |row| {
+        Ok(Session { user_id: UserId(row.get(0)?), device_id: DeviceId(row.get(1)?) })
+    })
+    .optional()?)
+}
+
+pub fn revoke_device(c: &Connection, device: DeviceId) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+    )?
+    .execute(params![device.0, chinwag_proto::now_ms()])?;
+    Ok(())
+}
+
+/// The channel row and every member's read marker.
+pub fn channel_state(c: &Connection, id: ChannelId) -> Result<Option<ChannelState>> {
+    let row = c
+        .prepare_cached(
+            "SELECT kind, name, created_by, last_message_id, created_at FROM channels WHERE id = ?1",
+        )?
+        .query_row([id.0], |row| {
+            let kind: String = row.get(0)?;
+            Ok((kind, row.get::<_, Option<String>>(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+        })
+        .optional()?;
+    let Some((kind, name, created_by, last_message_id, created_at)) = row else {
+        return Ok(None);
+    };
+    let mut read_markers = HashMap::new();
+    let mut member_ids = Vec::new();
+    let mut stmt = c.prepare_cached(
+        "SELECT user_id, read_up_to FROM members WHERE channel_id = ?1 ORDER BY user_id",
+    )?;
+    let mut rows = stmt.query([id.0])?;
+    while let Some(row) = rows.next()? {
+        let user = UserId(row.get(0)?);
+        member_ids.push(user);
+        read_markers.insert(user, MessageId(row.get(1)?));
+    }
+    let kind = if kind == "direct" { ChannelKind::Direct } else { ChannelKind::Group };
+    Ok(Some(ChannelState {
+        channel: Channel {
+            id,
+            kind,
+            name,
+            member_ids,
+            created_by: UserId(created_by),
+            last_message_id: MessageId(last_message_id),
+            read_up_to: MessageId(0),
+            created_at,
+        },
+        read_markers,
+    }))
+}
+
+pub fn channel_for(c: &Connection, id: ChannelId, viewer: UserId) -> Result<Option<Channel>> {
+    Ok(channel_state(c, id)?
+        .filter(|s| s.read_markers.contains_key(&viewer))
+        .map(|s| s.for_member(viewer)))
+}
+
+pub fn channels_of(c: &Connection, user: UserId) -> Result<Vec<Channel>> {
+    let ids: Vec<i64> = c
+        .prepare_cached("SELECT channel_id FROM members WHERE user_id = ?1 ORDER BY channel_id")?
+        .query_map([user.0], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut channels = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(channel) = channel_for(c, ChannelId(id), user)? {
+            channels.push(channel);
+        }
+    }
+    Ok(channels)
+}
+
+pub fn members(c: &Connection, id: ChannelId) -> Result<Vec<UserId>> {
+    Ok(c.prepare_cached("SELECT user_id FROM members WHERE channel_id = ?1 ORDER BY user_id")?
+        .query_map([id.0], |row| Ok(UserId(row.get(0)?)))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+fn is_member(c: &Connection, id: ChannelId, user: UserId) -> Result<bool> {
+    Ok(c.prepare_cached("SELECT 1 FROM members WHERE channel_id = ?1 AND user_id = ?2")?
+        .exists(params![id.0, user.0])?)
+}
+
+fn insert_member(c: &Connection, id: ChannelId, user: UserId, now_ms: i64) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO members (channel_id, user_id, read_up_to, joined_at) VALUES (?1, ?2, 0, ?3)",
+    )?
+    .execute(params![id.0, user.0, now_ms])?;
+    Ok(())
+}
+
+fn insert_channel(
+    c: &Connection,
+    kind: ChannelKind,
+    name: Option<&str>,
+    created_by: UserId,
+    direct_key: Option<&str>,
+    now_ms: i64,
+) -> Result<ChannelId> {
+    c.prepare_cached(
+        "INSERT INTO channels (kind, name, created_by, direct_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![kind.as_str(), name, created_by.0, direct_key, now_ms])?;
+    Ok(ChannelId(c.last_insert_rowid()))
+}
+
+pub fn direct_channel(
+    c: &Connection,
+    me: UserId,
+    other: UserId,
+    now_ms: i64,
+) -> Result<(Channel, bool)> {
+    if user(c, other)?.is_none() || user(c, me)?.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    let key = format!("{}:{}", me.0.min(other.0), me.0.max(other.0));
+    let existing: Option<i64> = c
+        .prepare_cached("SELECT id FROM channels WHERE direct_key = ?1")?
+        .query_row([&key], |row| row.get(0))
+        .optional()?;
+    let (id, created) = match existing {
+        Some(id) => (ChannelId(id), false),
+        None => {
+            let id = insert_channel(c, ChannelKind::Direct, None, me, Some(&key), now_ms)?;
+            for user in BTreeSet::from([me, other]) {
+                insert_member(c, id, user, now_ms)?;
+            }
+            (id, true)
+        }
+    };
+    let channel = channel_for(c, id, me)?.ok_or(StoreError::NotFound)?;
+    Ok((channel, created))
+}
+
+pub fn create_group(c: &Connection, g: &NewGroup) -> Result<Channel> {
+    let mut members: BTreeSet<UserId> = g.member_ids.iter().copied().collect();
+    members.insert(g.creator);
+    if members.len() > GROUP_MAX_MEMBERS {
+        return Err(StoreError::GroupTooLarge);
+    }
+    for &member in &members {
+        if user(c, member)?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+    }
+    let id = insert_channel(c, ChannelKind::Group, Some(&g.name), g.creator, None, g.created_at)?;
+    for member in members {
+        insert_member(c, id, member, g.created_at)?;
+    }
+    channel_for(c, id, g.creator)?.ok_or(StoreError::NotFound)
+}
+
+pub fn add_member(c: &Connection, id: ChannelId, new: UserId, now_ms: i64) -> Result<bool> {
+    if user(c, new)?.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    if is_member(c, id, new)? {
+        return Ok(false);
+    }
+    let count: i64 = c
+        .prepare_cached("SELECT count(*) FROM members WHERE channel_id = ?1")?
+        .query_row([id.0], |row| row.get(0))?;
+    if count as usize >= GROUP_MAX_MEMBERS {
+        return Err(StoreError::GroupTooLarge);
+    }
+    insert_member(c, id, new, now_ms)?;
+    Ok(true)
+}
+
+pub fn remove_member(c: &Connection, id: ChannelId, user: UserId) -> Result<bool> {
+    let removed = c
+        .prepare_cached("DELETE FROM members WHERE channel_id = ?1 AND user_id = ?2")?
+        .execute(params![id.0, user.0])?;
+    Ok(removed > 0)
+}
+
+fn message_by_client_id(c: &Connection, sender: UserId, client_msg_id: &str) -> Result<Option<Message>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLS} FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2"
+    ))?
+    .query_row(params![sender.0, client_msg_id], message_from)
+    .optional()?)
+}
+
+/// Idempotency first (a resend is answered with the original), then the
+/// channel's next id. Both happen inside the writer's transaction, so ids are
+/// allocated and committed in order with no gaps.
+pub fn append_message(c: &Connection, m: NewMessage) -> Result<Appended> {
+    if let Some(message) = message_by_client_id(c, m.sender_id, &m.client_msg_id)? {
+        return Ok(Appended { message, duplicate: true });
+    }
+    if !is_member(c, m.channel_id, m.sender_id)? {
+        return Err(StoreError::NotAMember);
+    }
+    let id: i64 = c
+        .prepare_cached(
+            "UPDATE channels SET last_message_id = last_message_id + 1 WHERE id = ?1 RETURNING last_message_id",
+        )?
+        .query_row([m.channel_id.0], |row| row.get(0))?;
+    c.prepare_cached(&format!("INSERT INTO messages ({MESSAGE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))?
+        .execute(params![m.channel_id.0, id, m.sender_id.0, m.client_msg_id, m.text, m.created_at])?;
+    Ok(Appended {
+        message: Message {
+            channel_id: m.channel_id,
+            message_id: MessageId(id),
+            sender_id: m.sender_id,
+            client_msg_id: m.client_msg_id,
+            text: m.text,
+            created_at: m.created_at,
+        },
+        duplicate: false,
+    })
+}
+
+fn message_run(
+    c: &Connection,
+    id: ChannelId,
+    lower: i64,
+    upper: i64,
+    descending: bool,
+    limit: u32,
+) -> Result<(Vec<Message>, bool)> {
+    let order = if descending { "DESC" } else { "ASC" };
+    let mut messages: Vec<Message> = c
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLS} FROM messages WHERE channel_id = ?1 AND message_id > ?2 AND message_id < ?3 \
+             ORDER BY message_id {order} LIMIT ?4"
+        ))?
+        .query_map(params![id.0, lower, upper, i64::from(limit) + 1], message_from)?
+        .collect::<rusqlite::Result<_>>()?;
+    let more = messages.len() > limit as usize;
+    messages.truncate(limit as usize);
+    if descending {
+        messages.reverse();
+    }
+    Ok((messages, more))
+}
+
+pub fn messages(c: &Connection, id: ChannelId, query: HistoryQuery, limit: u32) -> Result<Page> {
+    let (messages, has_more) = match query {
+        HistoryQuery::Latest => message_run(c, id, 0, i64::MAX, true, limit)?,
+        HistoryQuery::Before(before) => message_run(c, id, 0, before.0, true, limit)?,
+        HistoryQuery::Range { after, before } => message_run(
+            c,
+            id,
+            after.map_or(0, |m| m.0),
+            before.map_or(i64::MAX, |m| m.0),
+            false,
+            limit,
+        )?,
+        HistoryQuery::Around(center) => {
+            let older_limit = limit / 2;
+            let (mut older, older_more) = if older_limit > 0 {
+                message_run(c, id, 0, center.0, true, older_limit)?
+            } else {
+                let more = c
+                    .prepare_cached("SELECT 1 FROM messages WHERE channel_id = ?1 AND message_id < ?2")?
+                    .exists(params![id.0, center.0])?;
+                (Vec::new(), more)
+            };
+            let (newer, newer_more) =
+                message_run(c, id, center.0 - 1, i64::MAX, false, limit - older_limit)?;
+            older.extend(newer);
+            (older, older_more || newer_more)
+        }
+    };
+    Ok(Page { messages, has_more })
+}
+
+pub fn set_read(
+    c: &Connection,
+    id: ChannelId,
+    user: UserId,
+    message_id: MessageId,
+) -> Result<Option<MessageId>> {
+    let current: Option<(i64, i64)> = c
+        .prepare_cached(
+            "SELECT m.read_up_to, ch.last_message_id FROM members m JOIN channels ch ON ch.id = m.channel_id \
+             WHERE m.channel_id = ?1 AND m.user_id = ?2",
+        )?
+        .query_row(params![id.0, user.0], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let (read_up_to, last) = current.ok_or(StoreError::NotAMember)?;
+    let target = message_id.0.min(last);
+    if target <= read_up_to {
+        return Ok(None);
+    }
+    c.prepare_cached("UPDATE members SET read_up_to = ?3 WHERE channel_id = ?1 AND user_id = ?2")?
+        .execute(params![id.0, user.0, target])?;
+    Ok(Some(MessageId(target)))
+}

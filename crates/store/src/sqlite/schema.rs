@@ -1,0 +1,98 @@
+//! Opening connections and migrating the schema (`PRAGMA user_version`).
+
+use crate::StoreError;
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::time::Duration;
+
+/// Each entry moves the schema one version forward; never edit a shipped one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    display_name  TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+CREATE TABLE devices (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    name       TEXT,
+    token_hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX devices_by_user ON devices(user_id);
+CREATE TABLE channels (
+    id              INTEGER PRIMARY KEY,
+    kind            TEXT NOT NULL,
+    name            TEXT,
+    created_by      INTEGER NOT NULL REFERENCES users(id),
+    direct_key      TEXT UNIQUE,
+    last_message_id INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL
+);
+CREATE TABLE members (
+    channel_id INTEGER NOT NULL REFERENCES channels(id),
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    read_up_to INTEGER NOT NULL DEFAULT 0,
+    joined_at  INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX members_by_user ON members(user_id, channel_id);
+CREATE TABLE messages (
+    channel_id    INTEGER NOT NULL REFERENCES channels(id),
+    message_id    INTEGER NOT NULL,
+    sender_id     INTEGER NOT NULL REFERENCES users(id),
+    client_msg_id TEXT NOT NULL,
+    text          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    UNIQUE (channel_id, message_id)
+);
+CREATE UNIQUE INDEX messages_idempotency ON messages(sender_id, client_msg_id);
+"#];
+
+fn pragmas(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// The one write connection; creates and migrates the database.
+pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    }
+    let conn = Connection::open(path)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!("journal_mode is {mode}, not wal").into()));
+    }
+    pragmas(&conn)?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// A read-only connection for a reader thread.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    pragmas(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Backend(
+            format!("database schema {version} is newer than this binary knows").into(),
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1))?;
+    }
+    Ok(())
+}

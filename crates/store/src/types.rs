@@ -1,0 +1,102 @@
+//! Plain data passed across the `Store` seam.
+
+use chinwag_proto::{Channel, ChannelId, Message, MessageId, User, UserId};
+use std::collections::HashMap;
+
+/// An account to create. `username` is already validated and lower-cased.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+/// A profile with its password hash, for checking a login.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+/// A device being logged in.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub user_id: UserId,
+    pub name: Option<String>,
+    pub token_hash: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// Who a token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub user_id: UserId,
+    pub device_id: chinwag_proto::DeviceId,
+}
+
+/// A group to create.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub creator: UserId,
+    pub name: String,
+    pub member_ids: Vec<UserId>,
+    pub created_at: i64,
+}
+
+/// A channel with every member's read marker.
+#[derive(Debug, Clone)]
+pub struct ChannelState {
+    /// The channel with `read_up_to` 0; see [`ChannelState::for_member`].
+    pub channel: Channel,
+    pub read_markers: HashMap<UserId, MessageId>,
+}
+
+impl ChannelState {
+    /// The channel as one member sees it.
+    pub fn for_member(&self, user: UserId) -> Channel {
+        let mut channel = self.channel.clone();
+        channel.read_up_to = self.read_markers.get(&user).copied().unwrap_or_default();
+        channel
+    }
+}
+
+/// A message to store; its id is allocated by the store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub channel_id: ChannelId,
+    pub sender_id: UserId,
+    pub client_msg_id: String,
+    pub text: String,
+    pub created_at: i64,
+}
+
+/// The stored message, and whether it had been stored before (a resend).
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub message: Message,
+    pub duplicate: bool,
+}
+
+/// Which part of a channel's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryQuery {
+    /// The newest messages; `has_more` says whether older ones exist.
+    Latest,
+    /// Messages with `after < id < before` (either bound optional), oldest
+    /// first; `has_more` says whether the page stopped before the range's end.
+    Range { after: Option<MessageId>, before: Option<MessageId> },
+    /// Messages with ids just below `before`, newest page; `has_more` says
+    /// whether older ones exist.
+    Before(MessageId),
+    /// About half the page on each side of the id (which is included when
+    /// it exists); `has_more` says whether anything lies outside the page.
+    Around(MessageId),
+}
+
+/// One page of history, ascending by `message_id`.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
