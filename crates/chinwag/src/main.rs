@@ -1,1 +1,94 @@
-fn main() {}
+//! The `chinwag` binary: wires the backends to the roles and runs them.
+
+mod settings;
+
+use anyhow::{Context, Result};
+use chinwag_bus::LocalBus;
+use chinwag_server::App;
+use chinwag_store::sqlite::{SqliteConfig, SqliteStore};
+use clap::{Parser, Subcommand};
+use settings::Settings;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A chat server: 1-on-1 and group chat, presence, history kept forever.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (every role, embedded store).
+    Serve {
+        /// A TOML file with the same keys as the flags.
+        #[arg(long, env = "CHINWAG_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve { config, settings } => {
+            let settings = match config {
+                Some(path) => settings.or(Settings::from_file(&path)?),
+                None => settings,
+            };
+            runtime.block_on(serve(settings))
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let config = settings.server_config()?;
+    let data_dir = settings.data_dir();
+    let store = SqliteStore::open(&SqliteConfig::in_dir(&data_dir))
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen())
+        .await
+        .with_context(|| format!("listening on {}", settings.listen()))?;
+    let addr = listener.local_addr()?;
+    let app = App::new(Arc::new(store), Arc::new(LocalBus::new()), config);
+    tokio::spawn(stop_on_signal(app.clone()));
+    // Scripts and tests read this line to learn the address.
+    println!("chinwag listening on http://{addr}");
+    tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
+    chinwag_server::serve(listener, app.clone()).await.context("serving")?;
+    app.store.close().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C starts a clean shutdown.
+async fn stop_on_signal(app: Arc<App>) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+    app.shutdown.cancel();
+}

@@ -16,6 +16,11 @@ pub use error::StoreError;
 pub use types::*;
 
 use async_trait::async_trait;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future that may move between threads.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 use chinwag_proto::{Channel, ChannelId, DeviceId, MessageId, User, UserId};
 
 /// Durable state of a chinwag deployment. Every method is atomic; a method
@@ -62,7 +67,12 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a message under the channel's next `message_id`, or returns the
     /// original when `(sender, client_msg_id)` was seen before. `NotAMember`
     /// when the sender is not in the channel.
-    async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError>;
+    ///
+    /// Not an `async fn` on purpose: the write is queued when this is called,
+    /// not when the future is first polled, so messages submitted one after
+    /// the other by one task are numbered in that order while their commits
+    /// still share batches.
+    fn append_message(&self, message: NewMessage) -> BoxFuture<'static, Result<Appended, StoreError>>;
     /// A page of history, ascending by `message_id`.
     async fn messages(
         &self,

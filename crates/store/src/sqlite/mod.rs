@@ -11,7 +11,7 @@ mod queries;
 mod schema;
 
 use crate::{
-    Appended, ChannelState, Credentials, HistoryQuery, NewDevice, NewGroup, NewMessage, NewUser,
+    Appended, BoxFuture, ChannelState, Credentials, HistoryQuery, NewDevice, NewGroup, NewMessage, NewUser,
     Page, Session, Store, StoreError,
 };
 use async_trait::async_trait;
@@ -141,18 +141,37 @@ impl SqliteStore {
         Ok(SqliteStore { writes, reads })
     }
 
-    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// Queues a write now (keeping call order when the queue has room) and
+    /// returns its answer as a future.
+    fn submit_write<T, F>(&self, work: F) -> BoxFuture<'static, Result<T, StoreError>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Job { work: Some(work), outcome: None, reply };
-        self.writes
-            .send_async(WriterMsg::Job(Box::new(job)))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let job = WriterMsg::Job(Box::new(Job { work: Some(work), outcome: None, reply }));
+        let queued = match self.writes.try_send(job) {
+            Ok(()) => None,
+            Err(flume::TrySendError::Full(job)) => Some((self.writes.clone(), job)),
+            Err(flume::TrySendError::Disconnected(_)) => {
+                return Box::pin(std::future::ready(Err(StoreError::Closed)))
+            }
+        };
+        Box::pin(async move {
+            // A full queue means overload: wait for room (backpressure).
+            if let Some((writes, job)) = queued {
+                writes.send_async(job).await.map_err(|_| StoreError::Closed)?;
+            }
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit_write(work).await
     }
 
     async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -304,8 +323,8 @@ impl Store for SqliteStore {
         self.write(move |c| queries::remove_member(c, id, user)).await
     }
 
-    async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
-        self.write(move |c| queries::append_message(c, message)).await
+    fn append_message(&self, message: NewMessage) -> BoxFuture<'static, Result<Appended, StoreError>> {
+        self.submit_write(move |c| queries::append_message(c, message))
     }
 
     async fn messages(

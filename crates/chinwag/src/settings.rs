@@ -1,0 +1,117 @@
+//! Settings from flags, `CHINWAG_*` environment variables and a TOML config
+//! file, in that order of precedence, then defaults. Every key has the same
+//! name in all three places (`--heartbeat-timeout-ms`,
+//! `CHINWAG_HEARTBEAT_TIMEOUT_MS`, `heartbeat_timeout_ms = ...`).
+
+use anyhow::{Context, Result};
+use chinwag_server::ServerConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Every setting of `chinwag serve`; `None` means "not given here".
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "CHINWAG_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the embedded store.
+    #[arg(long, env = "CHINWAG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// How often clients should ping, told to them in `ready`.
+    #[arg(long, env = "CHINWAG_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// A connection silent this long is closed.
+    #[arg(long, env = "CHINWAG_HEARTBEAT_TIMEOUT_MS")]
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// Time a new socket has to authenticate.
+    #[arg(long, env = "CHINWAG_AUTH_TIMEOUT_MS")]
+    pub auth_timeout_ms: Option<u64>,
+    /// Events queued per connection before it counts as too slow.
+    #[arg(long, env = "CHINWAG_OUTBOUND_QUEUE_FRAMES")]
+    pub outbound_queue_frames: Option<usize>,
+    /// Time one socket write may take.
+    #[arg(long, env = "CHINWAG_WRITE_TIMEOUT_MS")]
+    pub write_timeout_ms: Option<u64>,
+    /// Sustained sends per second per user.
+    #[arg(long, env = "CHINWAG_SEND_RATE_PER_S")]
+    pub send_rate_per_s: Option<u32>,
+    /// Extra sends per user allowed in a burst.
+    #[arg(long, env = "CHINWAG_SEND_BURST")]
+    pub send_burst: Option<u32>,
+    /// Typing notifications per second per user.
+    #[arg(long, env = "CHINWAG_TYPING_RATE_PER_S")]
+    pub typing_rate_per_s: Option<u32>,
+    /// How long a reordered live message waits before the gap is fetched.
+    #[arg(long, env = "CHINWAG_GAP_FILL_DELAY_MS")]
+    pub gap_fill_delay_ms: Option<u64>,
+}
+
+macro_rules! merge_fields {
+    ($high:expr, $low:expr, $($field:ident),*) => {
+        Settings { $($field: $high.$field.or($low.$field)),* }
+    };
+}
+
+impl Settings {
+    /// Fills what `self` lacks from `lower`.
+    pub fn or(self, lower: Settings) -> Settings {
+        merge_fields!(
+            self, lower, listen, data_dir, heartbeat_interval_ms, heartbeat_timeout_ms,
+            auth_timeout_ms, outbound_queue_frames, write_timeout_ms, send_rate_per_s,
+            send_burst, typing_rate_per_s, gap_fill_delay_ms
+        )
+    }
+
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Settings> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./chinwag-data"))
+    }
+
+    /// The server's settings, defaults filled in, validated.
+    pub fn server_config(&self) -> Result<ServerConfig> {
+        let d = ServerConfig::default();
+        let config = ServerConfig {
+            heartbeat_interval_ms: self.heartbeat_interval_ms.unwrap_or(d.heartbeat_interval_ms),
+            heartbeat_timeout_ms: self.heartbeat_timeout_ms.unwrap_or(d.heartbeat_timeout_ms),
+            auth_timeout_ms: self.auth_timeout_ms.unwrap_or(d.auth_timeout_ms),
+            outbound_queue_frames: self.outbound_queue_frames.unwrap_or(d.outbound_queue_frames),
+            write_timeout_ms: self.write_timeout_ms.unwrap_or(d.write_timeout_ms),
+            send_rate_per_s: self.send_rate_per_s.unwrap_or(d.send_rate_per_s),
+            send_burst: self.send_burst.unwrap_or(d.send_burst),
+            typing_rate_per_s: self.typing_rate_per_s.unwrap_or(d.typing_rate_per_s),
+            gap_fill_delay_ms: self.gap_fill_delay_ms.unwrap_or(d.gap_fill_delay_ms),
+        };
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_and_file_beats_defaults() {
+        let file: Settings = toml::from_str("listen = \"127.0.0.1:9000\"\nsend_burst = 7\n").unwrap();
+        let flags = Settings { send_burst: Some(9), ..Settings::default() };
+        let merged = flags.or(file);
+        assert_eq!(merged.listen().port(), 9000);
+        assert_eq!(merged.server_config().unwrap().send_burst, 9);
+        assert_eq!(merged.server_config().unwrap().send_rate_per_s, 20);
+        assert!(toml::from_str::<Settings>("bogus = 1").is_err());
+        let bad = Settings { heartbeat_timeout_ms: Some(1), ..Settings::default() };
+        assert!(bad.server_config().is_err());
+    }
+}

@@ -1,0 +1,39 @@
+//! The HTTP API role (`/v1/...`): stateless request handlers over the chat
+//! service, plus liveness. Errors leave through `ApiError` only.
+
+mod channels;
+mod extract;
+mod users;
+
+use crate::error::ApiError;
+use crate::App;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use chinwag_proto::WireError;
+use std::sync::Arc;
+
+pub use extract::{extract_bearer, ApiJson, ApiPath, ApiQuery, Auth};
+
+/// Every route of the server, WebSocket included.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/users", post(users::signup).get(users::find_by_username))
+        .route("/v1/users/me", get(users::me).patch(users::update_me))
+        .route("/v1/users/{id}", get(users::by_id))
+        .route("/v1/sessions", post(users::login))
+        .route("/v1/sessions/current", delete(users::logout))
+        .route("/v1/channels", post(channels::create_group).get(channels::list))
+        .route("/v1/channels/direct", post(channels::open_direct))
+        .route("/v1/channels/{id}", get(channels::get_one))
+        .route("/v1/channels/{id}/members", post(channels::add_member))
+        .route("/v1/channels/{id}/members/{user_id}", delete(channels::remove_member))
+        .route("/v1/channels/{id}/messages", get(channels::history).post(channels::post_message))
+        .route("/v1/channels/{id}/read", put(channels::mark_read))
+        .route("/v1/ws", get(crate::gateway::upgrade))
+        .fallback(|| async { ApiError(WireError::not_found("endpoint")) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(WireError::bad_request("method not allowed on this endpoint"))
+        })
+        .with_state(app)
+}

@@ -1,0 +1,145 @@
+//! Accounts and sessions: signup, login, logout, profiles.
+
+use super::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::auth;
+use crate::error::ApiError;
+use crate::App;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use chinwag_bus::Event;
+use chinwag_proto::{validate, DeviceId, User, UserId, WireError};
+use chinwag_store::{NewDevice, NewUser};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+#[derive(Deserialize)]
+pub struct Signup {
+    username: String,
+    password: String,
+    display_name: Option<String>,
+}
+
+pub async fn signup(State(app): State<Arc<App>>, ApiJson(body): ApiJson<Signup>) -> Result<impl IntoResponse> {
+    let username = validate::username(&body.username)?;
+    validate::password(&body.password)?;
+    let display_name = body.display_name.unwrap_or_else(|| username.clone());
+    validate::display_name(&display_name)?;
+    let password_hash = auth::hash_password(body.password).await?;
+    let user = app
+        .store
+        .create_user(NewUser { username, display_name, password_hash, created_at: chinwag_proto::now_ms() })
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "user": user }))))
+}
+
+#[derive(Deserialize)]
+pub struct Login {
+    username: String,
+    password: String,
+    device_name: Option<String>,
+}
+
+pub async fn login(State(app): State<Arc<App>>, ApiJson(body): ApiJson<Login>) -> Result<impl IntoResponse> {
+    if let Some(name) = &body.device_name {
+        validate::device_name(name)?;
+    }
+    let bad_login = || ApiError(WireError::new(chinwag_proto::ErrorCode::Unauthorized, "wrong username or password"));
+    let found = match validate::username(&body.username) {
+        Ok(name) => app.store.credentials(&name).await?,
+        Err(_) => None,
+    };
+    let Some(credentials) = found else {
+        // Spend the same time as a real check, so timing does not reveal
+        // which usernames exist.
+        auth::hash_password(body.password).await?;
+        return Err(bad_login());
+    };
+    if !auth::verify_password(body.password, credentials.password_hash).await {
+        return Err(bad_login());
+    }
+    let token = auth::new_token();
+    let device_id = app
+        .store
+        .create_device(NewDevice {
+            user_id: credentials.user.id,
+            name: body.device_name,
+            token_hash: auth::token_hash(&token),
+            created_at: chinwag_proto::now_ms(),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "device_id": device_id, "user": credentials.user })),
+    ))
+}
+
+/// Revokes the token at once and closes its sockets.
+pub async fn logout(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<StatusCode> {
+    revoke(&app, session.user_id, session.device_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn revoke(app: &App, user: UserId, device: DeviceId) -> Result<()> {
+    app.store.revoke_device(device).await?;
+    app.bus.publish(&[user], Event::DeviceRevoked { device_id: device });
+    Ok(())
+}
+
+async fn user_or_404(app: &App, id: UserId) -> Result<User> {
+    app.store.user(id).await?.ok_or_else(|| ApiError(WireError::not_found("user")))
+}
+
+pub async fn me(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<serde_json::Value>> {
+    let user = user_or_404(&app, session.user_id).await?;
+    Ok(Json(json!({ "user": user })))
+}
+
+#[derive(Deserialize)]
+pub struct ProfilePatch {
+    display_name: String,
+}
+
+pub async fn update_me(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiJson(body): ApiJson<ProfilePatch>,
+) -> Result<Json<serde_json::Value>> {
+    validate::display_name(&body.display_name)?;
+    let user = app.store.update_display_name(session.user_id, &body.display_name).await?;
+    Ok(Json(json!({ "user": user })))
+}
+
+pub async fn by_id(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<serde_json::Value>> {
+    let user = user_or_404(&app, UserId(id)).await?;
+    Ok(Json(json!({ "user": user })))
+}
+
+#[derive(Deserialize)]
+pub struct UsernameQuery {
+    username: Option<String>,
+}
+
+pub async fn find_by_username(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    ApiQuery(query): ApiQuery<UsernameQuery>,
+) -> Result<Json<serde_json::Value>> {
+    let name = query
+        .username
+        .ok_or_else(|| ApiError(WireError::bad_request("query parameter `username` is required")))?;
+    let user = app
+        .store
+        .user_by_username(&name)
+        .await?
+        .ok_or_else(|| ApiError(WireError::not_found("user")))?;
+    Ok(Json(json!({ "user": user })))
+}

@@ -1,0 +1,84 @@
+//! The validated settings of a running server. Units are in field names.
+
+use std::time::Duration;
+
+/// Everything the roles need to know about their limits and timers.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How often clients should send `ping` (told to them in `ready`).
+    pub heartbeat_interval_ms: u64,
+    /// A connection silent this long is considered dead and closed.
+    pub heartbeat_timeout_ms: u64,
+    /// How long a new socket may take to send its `auth` frame.
+    pub auth_timeout_ms: u64,
+    /// Events a connection may have queued before it counts as too slow.
+    pub outbound_queue_frames: usize,
+    /// How long one write to a socket may take before it is closed.
+    pub write_timeout_ms: u64,
+    /// Sustained sends per second per user.
+    pub send_rate_per_s: u32,
+    /// Sends per user allowed in a burst above the sustained rate.
+    pub send_burst: u32,
+    /// Typing notifications per second per user (a burst of the same size).
+    pub typing_rate_per_s: u32,
+    /// How long a reordered live message may wait for the ones before it
+    /// before the gap is filled from the store.
+    pub gap_fill_delay_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            heartbeat_interval_ms: 5_000,
+            heartbeat_timeout_ms: 30_000,
+            auth_timeout_ms: 10_000,
+            outbound_queue_frames: 4096,
+            write_timeout_ms: 10_000,
+            send_rate_per_s: 20,
+            send_burst: 40,
+            typing_rate_per_s: 5,
+            gap_fill_delay_ms: 200,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Rejects settings the server cannot run with.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("heartbeat_timeout_ms", self.heartbeat_timeout_ms),
+            ("auth_timeout_ms", self.auth_timeout_ms),
+            ("outbound_queue_frames", self.outbound_queue_frames as u64),
+            ("write_timeout_ms", self.write_timeout_ms),
+            ("send_rate_per_s", self.send_rate_per_s.into()),
+            ("send_burst", self.send_burst.into()),
+            ("typing_rate_per_s", self.typing_rate_per_s.into()),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        if self.heartbeat_timeout_ms <= self.heartbeat_interval_ms {
+            return Err("heartbeat_timeout_ms must exceed heartbeat_interval_ms".into());
+        }
+        Ok(())
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout_ms)
+    }
+
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_millis(self.auth_timeout_ms)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn gap_fill_delay(&self) -> Duration {
+        Duration::from_millis(self.gap_fill_delay_ms)
+    }
+}

@@ -1,0 +1,62 @@
+//! The one place where failures become HTTP answers. Store faults are logged
+//! once here and reach clients only as `internal`, never with their details.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chinwag_proto::{ErrorCode, WireError};
+use chinwag_store::StoreError;
+
+/// A failed request: the wire error a client sees.
+#[derive(Debug)]
+pub struct ApiError(pub WireError);
+
+impl From<WireError> for ApiError {
+    fn from(e: WireError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError(store_error(e))
+    }
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        ApiError(code.into())
+    }
+}
+
+/// Maps a store failure to what a client may learn of it.
+pub fn store_error(e: StoreError) -> WireError {
+    match e {
+        StoreError::NotFound | StoreError::NotAMember => WireError::not_found("channel or user"),
+        StoreError::UsernameTaken => WireError::new(ErrorCode::UsernameTaken, "username is taken"),
+        StoreError::GroupTooLarge => {
+            WireError::new(ErrorCode::GroupTooLarge, "a group has at most 100 members")
+        }
+        StoreError::Closed => WireError::new(ErrorCode::Unavailable, "server is shutting down"),
+        StoreError::Backend(source) => {
+            tracing::error!(error = %source, "store failure");
+            WireError::internal()
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({ "error": self.0.body() });
+        let mut response = (status, Json(body)).into_response();
+        if let Some(ms) = self.0.retry_after_ms {
+            let secs = ms.div_ceil(1000).max(1);
+            if let Ok(value) = secs.to_string().parse() {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,449 @@
+//! One task per WebSocket: authenticate, then a single `select!` over
+//! inbound frames, acks of this socket's sends, the bounded queue of bus
+//! events, the heartbeat deadline, the gap-fill timer and shutdown.
+//!
+//! Close codes: 1001 server shutting down, 1007 invalid UTF-8, 1008 auth
+//! failed or token revoked, 1009 frame too large, 1013 too slow to keep up
+//! (reconnect and sync), 4000 heartbeat timeout.
+
+use super::cursor::Cursors;
+use crate::chat::SendTarget;
+use crate::App;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use bytes::Bytes;
+use chinwag_bus::{Delivery, Event};
+use chinwag_proto::{
+    validate, ChannelId, ClientFrame, DeviceId, ErrorCode, Message, MessageId, ServerFrame, UserId,
+    WireError,
+};
+use chinwag_store::{HistoryQuery, Session};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Acks and errors of this socket's sends that may wait to be written.
+const REPLY_QUEUE: usize = 256;
+/// Events written per wake-up before the loop looks at other work.
+const EVENT_BATCH: usize = 128;
+
+const GOING_AWAY: u16 = 1001;
+const INVALID_DATA: u16 = 1007;
+const POLICY: u16 = 1008;
+const TOO_BIG: u16 = 1009;
+const TRY_AGAIN_LATER: u16 = 1013;
+const HEARTBEAT_TIMEOUT: u16 = 4000;
+
+/// Why a connection ends; `None` close code means the peer is gone.
+struct Closing(Option<(u16, &'static str)>);
+
+type Step = Result<(), Closing>;
+
+struct Connection {
+    app: Arc<App>,
+    ws: WebSocket,
+    /// Time of the last frame from the client (any frame is a heartbeat).
+    last_seen: Instant,
+    outgoing: Vec<Arc<Delivery>>,
+}
+
+pub(super) async fn run(app: Arc<App>, ws: WebSocket, session: Option<Session>) {
+    let mut conn = Connection { app, ws, last_seen: Instant::now(), outgoing: Vec::new() };
+    let outcome = match session {
+        Some(session) => conn.serve(session).await,
+        None => match conn.authenticate().await {
+            Ok(session) => conn.serve(session).await,
+            Err(closing) => closing,
+        },
+    };
+    if let Closing(Some((code, reason))) = outcome {
+        conn.close(code, reason).await;
+    }
+}
+
+/// What an inbound WebSocket message turned out to be.
+enum Inbound {
+    Text(Utf8Bytes),
+    Other,
+}
+
+impl Connection {
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = WsMessage::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.send(frame)).await;
+    }
+
+    /// Reads one message; protocol violations become the matching close.
+    fn inbound(&mut self, next: Option<Result<WsMessage, axum::Error>>) -> Result<Inbound, Closing> {
+        self.last_seen = Instant::now();
+        match next {
+            None | Some(Ok(WsMessage::Close(_))) => Err(Closing(None)),
+            Some(Ok(WsMessage::Text(text))) => Ok(Inbound::Text(text)),
+            Some(Ok(WsMessage::Binary(data))) => Utf8Bytes::try_from(data)
+                .map(Inbound::Text)
+                .map_err(|_| Closing(Some((INVALID_DATA, "frame is not valid UTF-8")))),
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(Inbound::Other),
+            Some(Err(e)) => Err(classify_read_error(e)),
+        }
+    }
+
+    async fn write_frame(&mut self, frame: &ServerFrame) -> Step {
+        let text = Utf8Bytes::from(frame.to_json());
+        self.write_all(std::iter::once(WsMessage::Text(text))).await
+    }
+
+    async fn write_error(&mut self, error: &WireError, reference: Option<Value>) -> Step {
+        self.write_frame(&ServerFrame::error(error, reference)).await
+    }
+
+    /// Writes and flushes, giving up on a peer that does not read.
+    async fn write_all(&mut self, messages: impl IntoIterator<Item = WsMessage>) -> Step {
+        let timeout = self.app.config.write_timeout();
+        let ws = &mut self.ws;
+        let written = tokio::time::timeout(timeout, async {
+            for message in messages {
+                ws.feed(message).await?;
+            }
+            ws.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Closing(None)),
+            Err(_) => Err(Closing(Some((TRY_AGAIN_LATER, "client is not reading")))),
+        }
+    }
+
+    /// Waits for the `auth` frame (other frames get an error and a retry).
+    async fn authenticate(&mut self) -> Result<Session, Closing> {
+        let deadline = tokio::time::Instant::now() + self.app.config.auth_timeout();
+        loop {
+            let next = tokio::select! {
+                next = self.ws.next() => next,
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(Closing(Some((POLICY, "no auth frame in time"))));
+                }
+                _ = self.app.shutdown.cancelled() => {
+                    return Err(Closing(Some((GOING_AWAY, "server shutting down"))));
+                }
+            };
+            let Inbound::Text(text) = self.inbound(next)? else { continue };
+            let reply = match ClientFrame::decode(&text) {
+                Err(e) => (e.error, e.reference),
+                Ok((ClientFrame::Auth { token }, reference)) => match self.app.authenticate(&token).await {
+                    Ok(session) => return Ok(session),
+                    Err(e) => {
+                        let _ = self.write_error(&e, reference).await;
+                        return Err(Closing(Some((POLICY, "authentication failed"))));
+                    }
+                },
+                Ok((ClientFrame::Ping, _)) => {
+                    self.write_frame(&ServerFrame::Pong).await?;
+                    continue;
+                }
+                Ok((_, reference)) => (
+                    WireError::new(ErrorCode::Unauthorized, "send an auth frame first"),
+                    reference,
+                ),
+            };
+            self.write_error(&reply.0, reply.1).await?;
+        }
+    }
+
+    /// The authenticated life of the connection.
+    async fn serve(&mut self, session: Session) -> Closing {
+        let (events_tx, mut events) = mpsc::channel(self.app.config.outbound_queue_frames);
+        // Subscribed before the snapshot: whatever happens after it arrives.
+        let _subscription = self.app.bus.subscribe(session.user_id, events_tx);
+        let (replies_tx, mut replies) = mpsc::channel::<ServerFrame>(REPLY_QUEUE);
+        let mut state = match self.ready(session).await {
+            Ok(state) => state,
+            Err(closing) => return closing,
+        };
+        let heartbeat = self.app.config.heartbeat_timeout();
+        let gap_delay = self.app.config.gap_fill_delay();
+        let far_future = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let silence = tokio::time::sleep(heartbeat);
+        let gap_timer = tokio::time::sleep_until(far_future());
+        tokio::pin!(silence, gap_timer);
+        loop {
+            let step = tokio::select! {
+                biased;
+                _ = self.app.shutdown.cancelled() => Err(Closing(Some((GOING_AWAY, "server shutting down")))),
+                next = self.ws.next() => match self.inbound(next) {
+                    Ok(Inbound::Text(text)) => self.on_frame(&mut state, &text, &replies_tx).await,
+                    Ok(Inbound::Other) => Ok(()),
+                    Err(closing) => Err(closing),
+                },
+                Some(reply) = replies.recv() => self.write_frame(&reply).await,
+                event = events.recv() => match event {
+                    Some(first) => self.on_events(&mut state, first, &mut events).await,
+                    // The bus dropped our queue: we fell too far behind.
+                    None => Err(Closing(Some((TRY_AGAIN_LATER, "too slow to keep up; reconnect and sync")))),
+                },
+                _ = &mut silence => {
+                    let deadline = self.last_seen + heartbeat;
+                    if deadline <= Instant::now() {
+                        Err(Closing(Some((HEARTBEAT_TIMEOUT, "no heartbeat"))))
+                    } else {
+                        silence.as_mut().reset(deadline.into());
+                        Ok(())
+                    }
+                }
+                _ = &mut gap_timer => self.fill_gaps(&mut state, gap_delay).await,
+            };
+            if let Err(closing) = step {
+                return closing;
+            }
+            let due = if state.cursors.overfull() { Some(Instant::now()) } else { state.cursors.next_gap_due(gap_delay) };
+            let wanted = due.map_or_else(far_future, Into::into);
+            if gap_timer.deadline() != wanted {
+                gap_timer.as_mut().reset(wanted);
+            }
+        }
+    }
+
+    async fn ready(&mut self, session: Session) -> Result<State, Closing> {
+        let store = &self.app.store;
+        let loaded = async {
+            let user = store.user(session.user_id).await?;
+            let channels = store.channels_of(session.user_id).await?;
+            Ok::<_, chinwag_store::StoreError>((user, channels))
+        };
+        let (user, channels) = match loaded.await {
+            Ok((Some(user), channels)) => (user, channels),
+            Ok((None, _)) => return Err(Closing(Some((POLICY, "account not found")))),
+            Err(e) => {
+                let _ = self.write_error(&crate::error::store_error(e), None).await;
+                return Err(Closing(Some((TRY_AGAIN_LATER, "store unavailable"))));
+            }
+        };
+        let mut cursors = Cursors::default();
+        for channel in &channels {
+            cursors.join(channel.id, channel.last_message_id);
+        }
+        self.write_frame(&ServerFrame::Ready {
+            user,
+            device_id: session.device_id,
+            heartbeat_interval_ms: self.app.config.heartbeat_interval_ms,
+            channels,
+        })
+        .await?;
+        Ok(State { user: session.user_id, device: session.device_id, cursors })
+    }
+
+    async fn on_frame(&mut self, state: &mut State, text: &str, replies: &mpsc::Sender<ServerFrame>) -> Step {
+        let (frame, reference) = match ClientFrame::decode(text) {
+            Ok(decoded) => decoded,
+            Err(e) => return self.write_error(&e.error, e.reference).await,
+        };
+        let result = match frame {
+            ClientFrame::Ping => return self.write_frame(&ServerFrame::Pong).await,
+            ClientFrame::Auth { .. } => Err(WireError::bad_request("already authenticated")),
+            ClientFrame::Send { client_msg_id, channel_id, to_user_id, text } => {
+                let target = match (channel_id, to_user_id) {
+                    (Some(channel), _) => SendTarget::Channel(channel),
+                    (None, Some(user)) => SendTarget::User(user),
+                    (None, None) => return Err(Closing(None)),
+                };
+                self.send(state.user, target, client_msg_id, text, reference.clone(), replies).await
+            }
+            ClientFrame::Sync { channel_id, after, limit } => {
+                return self.sync(state, channel_id, after, limit, reference).await;
+            }
+            ClientFrame::Read { channel_id, message_id } => {
+                self.app.mark_read(state.user, channel_id, message_id).await
+            }
+            ClientFrame::Typing { channel_id } => self.app.typing(state.user, channel_id).await,
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => self.write_error(&e, reference).await,
+        }
+    }
+
+    /// Queues the message for storage now (keeping this socket's order) and
+    /// lets a task deliver the ack once it is durable.
+    async fn send(
+        &mut self,
+        user: UserId,
+        target: SendTarget,
+        client_msg_id: String,
+        text: String,
+        reference: Option<Value>,
+        replies: &mpsc::Sender<ServerFrame>,
+    ) -> Result<(), WireError> {
+        let finish = self.app.submit_message(user, target, client_msg_id.clone(), text).await?;
+        let replies = replies.clone();
+        tokio::spawn(async move {
+            let reply = match finish.await {
+                Ok(appended) => ServerFrame::Ack {
+                    client_msg_id,
+                    channel_id: appended.message.channel_id,
+                    message_id: appended.message.message_id,
+                    created_at: appended.message.created_at,
+                },
+                Err(e) => ServerFrame::error(&e, reference),
+            };
+            // The socket may be gone; the message is stored either way and
+            // the client learns its id when it resends after reconnecting.
+            let _ = replies.send(reply).await;
+        });
+        Ok(())
+    }
+
+    async fn sync(
+        &mut self,
+        state: &mut State,
+        channel: ChannelId,
+        after: MessageId,
+        limit: Option<u32>,
+        reference: Option<Value>,
+    ) -> Step {
+        if !state.cursors.contains(channel) {
+            return self.write_error(&WireError::not_found("channel"), reference).await;
+        }
+        let limit = match validate::history_limit(limit) {
+            Ok(limit) => limit,
+            Err(e) => return self.write_error(&e, reference).await,
+        };
+        let query = HistoryQuery::Range { after: Some(after), before: None };
+        let page = match self.app.store.messages(channel, query, limit).await {
+            Ok(page) => page,
+            Err(e) => return self.write_error(&crate::error::store_error(e), reference).await,
+        };
+        let up_to = page.messages.last().map_or(after, |m| m.message_id);
+        let synced = ServerFrame::Synced { channel_id: channel, up_to, has_more: page.has_more };
+        let frames = page.messages.into_iter().map(message_frame).chain([text_frame(&synced)]);
+        self.write_all(frames.collect::<Vec<_>>()).await?;
+        state.cursors.advance(channel, up_to, &mut self.outgoing);
+        self.flush_outgoing().await
+    }
+
+    /// Handles a batch of bus events, then writes what they released.
+    async fn on_events(
+        &mut self,
+        state: &mut State,
+        first: Arc<Delivery>,
+        events: &mut mpsc::Receiver<Arc<Delivery>>,
+    ) -> Step {
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(delivery) = next.take() {
+            self.route(state, delivery)?;
+            taken += 1;
+            if taken < EVENT_BATCH {
+                next = events.try_recv().ok();
+            }
+        }
+        self.flush_outgoing().await
+    }
+
+    /// Decides what one event means for this connection.
+    fn route(&mut self, state: &mut State, delivery: Arc<Delivery>) -> Step {
+        match &delivery.event {
+            Event::Message { message } => {
+                let (channel, id) = (message.channel_id, message.message_id);
+                state.cursors.admit(channel, id, delivery, Instant::now(), &mut self.outgoing);
+            }
+            Event::Read { channel_id, .. } | Event::Typing { channel_id, .. } => {
+                if state.cursors.contains(*channel_id) {
+                    self.outgoing.push(delivery);
+                }
+            }
+            Event::Channel { channel } => {
+                state.cursors.join(channel.id, channel.last_message_id);
+                self.outgoing.push(delivery);
+            }
+            Event::ChannelRemoved { channel_id } => {
+                state.cursors.leave(*channel_id);
+                self.outgoing.push(delivery);
+            }
+            Event::DeviceRevoked { device_id } => {
+                if *device_id == state.device {
+                    return Err(Closing(Some((POLICY, "token revoked"))));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush_outgoing(&mut self) -> Step {
+        if self.outgoing.is_empty() {
+            return Ok(());
+        }
+        let frames: Vec<WsMessage> = self
+            .outgoing
+            .drain(..)
+            .filter_map(|d| {
+                let bytes = d.encoded(encode_event);
+                Utf8Bytes::try_from(bytes).ok().filter(|t| !t.is_empty()).map(WsMessage::Text)
+            })
+            .collect();
+        self.write_all(frames).await
+    }
+
+    /// Fetches from the store the messages that did not arrive live in time.
+    async fn fill_gaps(&mut self, state: &mut State, delay: Duration) -> Step {
+        for gap in state.cursors.due_gaps(Instant::now(), delay) {
+            let wanted = (gap.before.0 - gap.after.0 - 1).clamp(1, validate::HISTORY_LIMIT_MAX.into()) as u32;
+            let query = HistoryQuery::Range { after: Some(gap.after), before: Some(gap.before) };
+            let page = match self.app.store.messages(gap.channel, query, wanted).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gap fill failed; the client will sync");
+                    return Err(Closing(Some((TRY_AGAIN_LATER, "store unavailable; reconnect and sync"))));
+                }
+            };
+            let filled_to = page.messages.last().map_or(gap.after, |m| m.message_id);
+            let frames: Vec<WsMessage> = page.messages.into_iter().map(message_frame).collect();
+            self.write_all(frames).await?;
+            // Ids have no holes: anything still missing below `before` was
+            // fetched above, or the page was full and the rest follows.
+            let up_to = if page.has_more { filled_to } else { MessageId(gap.before.0 - 1) };
+            state.cursors.advance(gap.channel, up_to, &mut self.outgoing);
+        }
+        self.flush_outgoing().await
+    }
+}
+
+/// What the connection knows after `ready`.
+struct State {
+    user: UserId,
+    device: DeviceId,
+    cursors: Cursors,
+}
+
+fn text_frame(frame: &ServerFrame) -> WsMessage {
+    WsMessage::Text(Utf8Bytes::from(frame.to_json()))
+}
+
+fn message_frame(message: Message) -> WsMessage {
+    text_frame(&ServerFrame::Message(message))
+}
+
+/// The wire frame of an event (empty for events that are not sent).
+fn encode_event(event: &Event) -> Bytes {
+    let frame = match event {
+        Event::Message { message } => ServerFrame::Message(message.clone()),
+        Event::Read { channel_id, user_id, message_id } => {
+            ServerFrame::Read { channel_id: *channel_id, user_id: *user_id, message_id: *message_id }
+        }
+        Event::Typing { channel_id, user_id } => ServerFrame::Typing { channel_id: *channel_id, user_id: *user_id },
+        Event::Channel { channel } => ServerFrame::Channel { channel: channel.clone() },
+        Event::ChannelRemoved { channel_id } => ServerFrame::ChannelRemoved { channel_id: *channel_id },
+        Event::DeviceRevoked { .. } => return Bytes::new(),
+    };
+    Bytes::from(frame.to_json())
+}
+
+/// Oversized and non-UTF-8 frames get their RFC 6455 close codes; any
+/// other read error means the peer is gone.
+fn classify_read_error(error: axum::Error) -> Closing {
+    match error.into_inner().downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => Closing(Some((TOO_BIG, "frame too large"))),
+        Some(tungstenite::Error::Utf8(_)) => Closing(Some((INVALID_DATA, "frame is not valid UTF-8"))),
+        _ => Closing(None),
+    }
+}

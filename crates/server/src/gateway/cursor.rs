@@ -1,0 +1,198 @@
+//! Per-connection delivery order. Live messages may reach a connection out of
+//! order (senders finish their commits in parallel; in a cluster they travel
+//! different routes), and some may never arrive live. This guard releases a
+//! channel's messages strictly in `message_id` order, drops repeats, and
+//! reports gaps that have waited too long so the connection fills them from
+//! the store, which is the source of truth.
+
+use chinwag_bus::Delivery;
+use chinwag_proto::{ChannelId, MessageId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Held messages per channel beyond which a gap is filled at once.
+const MAX_HELD: usize = 256;
+
+#[derive(Default)]
+struct Cursor {
+    /// Every message up to here has been sent on this connection (or was
+    /// before the connection's snapshot, which the client fetches itself).
+    delivered: MessageId,
+    held: BTreeMap<MessageId, Arc<Delivery>>,
+    gap_since: Option<Instant>,
+}
+
+/// A missing run of ids to fetch: `after < id < before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub channel: ChannelId,
+    pub after: MessageId,
+    pub before: MessageId,
+}
+
+/// The channels a connection may see, and how far each was delivered.
+#[derive(Default)]
+pub struct Cursors {
+    channels: HashMap<ChannelId, Cursor>,
+}
+
+impl Cursors {
+    /// Starts following a channel whose messages up to `last` the client
+    /// already knows of. Following it already changes nothing.
+    pub fn join(&mut self, channel: ChannelId, last: MessageId) {
+        self.channels.entry(channel).or_insert_with(|| Cursor { delivered: last, ..Cursor::default() });
+    }
+
+    /// Stops following a channel (left or removed): nothing more of it is sent.
+    pub fn leave(&mut self, channel: ChannelId) {
+        self.channels.remove(&channel);
+    }
+
+    pub fn contains(&self, channel: ChannelId) -> bool {
+        self.channels.contains_key(&channel)
+    }
+
+    /// Takes a live message; pushes onto `out` whatever may now be sent.
+    pub fn admit(
+        &mut self,
+        channel: ChannelId,
+        id: MessageId,
+        delivery: Arc<Delivery>,
+        now: Instant,
+        out: &mut Vec<Arc<Delivery>>,
+    ) {
+        let Some(cursor) = self.channels.get_mut(&channel) else { return };
+        if id <= cursor.delivered {
+            return;
+        }
+        if id == cursor.delivered.next() {
+            cursor.delivered = id;
+            out.push(delivery);
+            Self::release(cursor, out);
+        } else {
+            cursor.held.insert(id, delivery);
+            cursor.gap_since.get_or_insert(now);
+        }
+    }
+
+    /// Records that everything up to `up_to` was sent (by a sync or a gap
+    /// fill) and releases held messages that follow on.
+    pub fn advance(&mut self, channel: ChannelId, up_to: MessageId, out: &mut Vec<Arc<Delivery>>) {
+        let Some(cursor) = self.channels.get_mut(&channel) else { return };
+        if up_to > cursor.delivered {
+            cursor.delivered = up_to;
+        }
+        Self::release(cursor, out);
+    }
+
+    fn release(cursor: &mut Cursor, out: &mut Vec<Arc<Delivery>>) {
+        while let Some(entry) = cursor.held.first_entry() {
+            let id = *entry.key();
+            if id <= cursor.delivered {
+                entry.remove();
+            } else if id == cursor.delivered.next() {
+                cursor.delivered = id;
+                out.push(entry.remove());
+            } else {
+                break;
+            }
+        }
+        if cursor.held.is_empty() {
+            cursor.gap_since = None;
+        }
+    }
+
+    /// When the oldest open gap becomes due for filling.
+    pub fn next_gap_due(&self, delay: Duration) -> Option<Instant> {
+        self.channels.values().filter_map(|c| c.gap_since).min().map(|since| since + delay)
+    }
+
+    /// Gaps that waited `delay` (or hold too many messages) by `now`.
+    pub fn due_gaps(&self, now: Instant, delay: Duration) -> Vec<Gap> {
+        self.channels
+            .iter()
+            .filter(|(_, c)| {
+                c.gap_since.is_some_and(|since| since + delay <= now) || c.held.len() > MAX_HELD
+            })
+            .filter_map(|(&channel, c)| {
+                let (&before, _) = c.held.first_key_value()?;
+                Some(Gap { channel, after: c.delivered, before })
+            })
+            .collect()
+    }
+
+    /// Whether some channel holds so many messages that waiting is pointless.
+    pub fn overfull(&self) -> bool {
+        self.channels.values().any(|c| c.held.len() > MAX_HELD)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chinwag_bus::Event;
+    use chinwag_proto::UserId;
+
+    fn d(id: i64) -> Arc<Delivery> {
+        Arc::new(Delivery::new(Event::Typing { channel_id: ChannelId(id), user_id: UserId(0) }))
+    }
+
+    fn ids(out: &[Arc<Delivery>]) -> Vec<i64> {
+        out.iter()
+            .map(|d| match d.event {
+                Event::Typing { channel_id, .. } => channel_id.0,
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    const C: ChannelId = ChannelId(1);
+
+    #[test]
+    fn releases_in_order_and_drops_repeats() {
+        let mut cursors = Cursors::default();
+        cursors.join(C, MessageId(2));
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for id in [2, 4, 5, 3, 3, 6, 1] {
+            cursors.admit(C, MessageId(id), d(id), now, &mut out);
+        }
+        assert_eq!(ids(&out), vec![3, 4, 5, 6]);
+        assert_eq!(cursors.next_gap_due(Duration::ZERO), None);
+    }
+
+    #[test]
+    fn reports_due_gaps_and_advances_past_them() {
+        let mut cursors = Cursors::default();
+        cursors.join(C, MessageId(0));
+        let start = Instant::now();
+        let mut out = Vec::new();
+        cursors.admit(C, MessageId(3), d(3), start, &mut out);
+        cursors.admit(C, MessageId(4), d(4), start, &mut out);
+        assert!(out.is_empty());
+        let delay = Duration::from_millis(100);
+        assert_eq!(cursors.next_gap_due(delay), Some(start + delay));
+        assert!(cursors.due_gaps(start, delay).is_empty());
+        let gaps = cursors.due_gaps(start + delay, delay);
+        assert_eq!(gaps, vec![Gap { channel: C, after: MessageId(0), before: MessageId(3) }]);
+        cursors.advance(C, MessageId(2), &mut out);
+        assert_eq!(ids(&out), vec![3, 4]);
+        assert!(cursors.due_gaps(start + delay, delay).is_empty());
+    }
+
+    #[test]
+    fn ignores_channels_not_followed() {
+        let mut cursors = Cursors::default();
+        let mut out = Vec::new();
+        cursors.admit(C, MessageId(1), d(1), Instant::now(), &mut out);
+        assert!(out.is_empty());
+        cursors.join(C, MessageId(5));
+        cursors.join(C, MessageId(0));
+        cursors.admit(C, MessageId(6), d(6), Instant::now(), &mut out);
+        assert_eq!(ids(&out), vec![6]);
+        cursors.leave(C);
+        cursors.admit(C, MessageId(7), d(7), Instant::now(), &mut out);
+        assert_eq!(out.len(), 1);
+    }
+}

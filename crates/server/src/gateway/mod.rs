@@ -1,0 +1,51 @@
+//! The gateway role: WebSocket connections. `upgrade` accepts the socket;
+//! `connection` runs one task per socket; `cursor` keeps each channel's
+//! messages in order on a connection.
+
+mod connection;
+mod cursor;
+
+use crate::api::extract_bearer;
+use crate::error::ApiError;
+use crate::App;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use chinwag_proto::validate::FRAME_MAX_BYTES;
+use chinwag_proto::WireError;
+use std::sync::Arc;
+
+/// Bytes read from a socket at a time; small, because every idle
+/// connection keeps this buffer (larger frames grow it as needed).
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes gathered before a write to the socket (a flush writes the rest).
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// `GET /v1/ws`: upgrades to a WebSocket. A valid `Authorization` header
+/// authenticates at once; otherwise the first frame must be `auth`.
+pub async fn upgrade(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return ApiError(WireError::bad_request(e.body_text())).into_response(),
+    };
+    let session = match extract_bearer(&headers) {
+        Some(token) => match app.authenticate(token).await {
+            Ok(session) => Some(session),
+            Err(e) => return ApiError(e).into_response(),
+        },
+        None => None,
+    };
+    ws.max_message_size(FRAME_MAX_BYTES)
+        .max_frame_size(FRAME_MAX_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .on_upgrade(move |socket| {
+            let tracker = app.connections.clone();
+            tracker.track_future(connection::run(app, socket, session))
+        })
+}

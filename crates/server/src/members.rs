@@ -1,0 +1,51 @@
+//! A cache of channel member lists for the send path, which must not read
+//! the store for every message.
+//!
+//! Why a generation counter: a load that started before a membership change
+//! must not put the old list back after the change invalidated it.
+
+use chinwag_proto::{ChannelId, UserId};
+use chinwag_store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Entries kept before the cache starts over; bounds its memory.
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Default)]
+pub struct MemberCache {
+    entries: Mutex<HashMap<ChannelId, Arc<[UserId]>>>,
+    generation: AtomicU64,
+}
+
+impl MemberCache {
+    /// The members of a channel (empty when it does not exist).
+    pub async fn members(&self, store: &dyn Store, channel: ChannelId) -> Result<Arc<[UserId]>, StoreError> {
+        if let Some(found) = self.lock().get(&channel) {
+            return Ok(found.clone());
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let loaded: Arc<[UserId]> = store.members(channel).await?.into();
+        let mut entries = self.lock();
+        if self.generation.load(Ordering::Acquire) == generation {
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(channel, loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    /// Forgets a channel's list after its membership changed.
+    pub fn invalidate(&self, channel: ChannelId) {
+        let mut entries = self.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.remove(&channel);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelId, Arc<[UserId]>>> {
+        // Every update is a single insert/remove/clear: poison is harmless.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
