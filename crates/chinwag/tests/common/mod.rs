@@ -1,0 +1,288 @@
+//! End-to-end harness: the real `chinwag` binary on a free loopback port,
+//! driven by real HTTP and WebSocket clients.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message as Ws;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A running server process and its data directory.
+pub struct TestServer {
+    child: Option<Child>,
+    pub base: String,
+    dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    args: Vec<String>,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh data directory with extra flags.
+    pub fn start_with(args: &[&str]) -> TestServer {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut server = TestServer {
+            child: None,
+            base: String::new(),
+            dir,
+            _temp: Some(temp),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            http: reqwest::Client::new(),
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn start() -> TestServer {
+        Self::start_with(&[])
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chinwag"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&self.dir)
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chinwag");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read address line");
+        let url = line
+            .trim()
+            .strip_prefix("chinwag listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        self.base = url;
+        self.child = Some(child);
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/v1/ws", self.base.replace("http://", "ws://"))
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
+        child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// Starts again on the same data directory (a new port).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Any HTTP call; returns status and JSON body (`null` when empty).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("http request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(token), Some(body)).await
+    }
+
+    /// Signs up and logs in; returns the user's id and a device token.
+    pub async fn user(&self, name: &str) -> Account {
+        let (status, body) = self
+            .call("POST", "/v1/users", None, Some(json!({"username": name, "password": PASSWORD})))
+            .await;
+        assert_eq!(status, 201, "signup {name}: {body}");
+        let id = body["user"]["id"].as_i64().expect("user id");
+        let token = self.login(name).await;
+        Account { id, name: name.to_string(), token }
+    }
+
+    /// A new device token for an existing user.
+    pub async fn login(&self, name: &str) -> String {
+        let (status, body) = self
+            .call("POST", "/v1/sessions", None, Some(json!({"username": name, "password": PASSWORD})))
+            .await;
+        assert_eq!(status, 201, "login {name}: {body}");
+        body["token"].as_str().expect("token").to_string()
+    }
+
+    /// A WebSocket authenticated with `token`, past its `ready` frame.
+    pub async fn connect(&self, token: &str) -> (Client, Value) {
+        let mut client = Client::open(&self.ws_url()).await;
+        client.send(json!({"type": "auth", "token": token})).await;
+        let ready = client.next().await;
+        assert_eq!(ready["type"], "ready", "{ready}");
+        (client, ready)
+    }
+
+    pub async fn direct(&self, a: &Account, b: &Account) -> i64 {
+        let (status, body) = self.post("/v1/channels/direct", &a.token, json!({"user_id": b.id})).await;
+        assert!(status == 200 || status == 201, "{body}");
+        body["channel"]["id"].as_i64().unwrap()
+    }
+
+    pub async fn group(&self, creator: &Account, members: &[&Account]) -> i64 {
+        let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
+        let (status, body) = self.post("/v1/channels", &creator.token, json!({"name": "group", "member_ids": ids})).await;
+        assert_eq!(status, 201, "{body}");
+        body["channel"]["id"].as_i64().unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub token: String,
+}
+
+/// A WebSocket client speaking JSON frames.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames read while looking for another one, handed out first.
+    pending: std::collections::VecDeque<Value>,
+}
+
+/// How long a test waits for an expected frame.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+impl Client {
+    pub async fn open(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+        Client::from_stream(ws)
+    }
+
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        Client { ws, pending: Default::default() }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.ws.send(Ws::text(frame.to_string())).await.expect("ws send");
+    }
+
+    pub async fn send_raw(&mut self, msg: Ws) {
+        self.ws.send(msg).await.expect("ws send raw");
+    }
+
+    /// The next JSON frame (answering pings); panics on close or timeout.
+    pub async fn next(&mut self) -> Value {
+        match self.next_within(WAIT).await {
+            Some(Ok(v)) => v,
+            Some(Err(close)) => panic!("socket closed: {close:?}"),
+            None => panic!("no frame within {WAIT:?}"),
+        }
+    }
+
+    /// The next frame, or the close code and reason, or `None` on timeout.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Result<Value, (Option<u16>, String)>> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Some(Ok(frame));
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
+            match msg {
+                Some(Ok(Ws::Text(t))) => return Some(Ok(serde_json::from_str(&t).expect("json frame"))),
+                Some(Ok(Ws::Close(frame))) => {
+                    return Some(Err(frame
+                        .map(|f| (Some(u16::from(f.code)), f.reason.to_string()))
+                        .unwrap_or((None, String::new()))))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Some(Err((None, e.to_string()))),
+                None => return Some(Err((None, "stream ended".into()))),
+            }
+        }
+    }
+
+    /// Skips frames until one of type `kind` arrives.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Waits for the server to close the socket; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match self.next_within(WAIT).await {
+                Some(Ok(_)) => continue,
+                Some(Err((code, _))) => return code,
+                None => panic!("socket not closed within {WAIT:?}"),
+            }
+        }
+    }
+
+    /// Asserts nothing of type `kind` arrives within `wait`.
+    pub async fn quiet(&mut self, kind: &str, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Some(Ok(frame)) = self.next_within(deadline - tokio::time::Instant::now()).await {
+            assert_ne!(frame["type"], kind, "unexpected frame {frame}");
+        }
+    }
+
+    /// Sends `text` and waits for its ack (or error); other frames that
+    /// arrive meanwhile stay queued for `next`.
+    pub async fn send_text(&mut self, channel: i64, cmid: &str, text: &str) -> Value {
+        self.send(json!({"type": "send", "client_msg_id": cmid, "channel_id": channel, "text": text})).await;
+        let mut skipped = Vec::new();
+        let answer = loop {
+            let frame = self.next().await;
+            if (frame["type"] == "ack" && frame["client_msg_id"] == cmid) || frame["type"] == "error" {
+                break frame;
+            }
+            skipped.push(frame);
+        };
+        self.pending.extend(skipped);
+        answer
+    }
+}
+
+pub fn close_code(code: CloseCode) -> u16 {
+    code.into()
+}
