@@ -7,12 +7,14 @@
 //!
 //! This crate must not know about storage, HTTP or WebSocket framing.
 
+mod discovery;
 mod registry;
 
+pub use discovery::{Discovery, GatewayInfo, LocalDiscovery};
 pub use registry::{Registry, Subscription};
 
 use bytes::Bytes;
-use chinwag_proto::{Channel, ChannelId, DeviceId, Message, MessageId, UserId};
+use chinwag_proto::{Channel, ChannelId, DeviceId, Message, MessageId, PresenceStatus, UserId};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
 
@@ -20,8 +22,8 @@ use std::sync::{Arc, OnceLock};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    /// A message was stored.
-    Message { message: Message },
+    /// A message was stored; `mentions` are the members its text mentions.
+    Message { message: Message, mentions: Vec<UserId> },
     /// A member's read marker moved.
     Read { channel_id: ChannelId, user_id: UserId, message_id: MessageId },
     /// A member is typing.
@@ -31,6 +33,8 @@ pub enum Event {
     Channel { channel: Channel },
     /// The addressed user left or was removed.
     ChannelRemoved { channel_id: ChannelId },
+    /// A user came online or went offline.
+    Presence { user_id: UserId, status: PresenceStatus, last_active_at: Option<i64> },
     /// A device's token was revoked: its connections must close.
     DeviceRevoked { device_id: DeviceId },
 }

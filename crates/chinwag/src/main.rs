@@ -3,8 +3,9 @@
 mod settings;
 
 use anyhow::{Context, Result};
-use chinwag_bus::LocalBus;
-use chinwag_server::App;
+use chinwag_bus::{LocalBus, LocalDiscovery};
+use chinwag_server::metrics::{CommitMetrics, Metrics};
+use chinwag_server::{App, Backends};
 use chinwag_store::sqlite::{SqliteConfig, SqliteStore};
 use clap::{Parser, Subcommand};
 use settings::Settings;
@@ -55,13 +56,21 @@ fn main() -> Result<()> {
 async fn serve(settings: Settings) -> Result<()> {
     let config = settings.server_config()?;
     let data_dir = settings.data_dir();
-    let store = SqliteStore::open(&SqliteConfig::in_dir(&data_dir))
+    let metrics = Arc::new(Metrics::default());
+    let observer = Box::new(CommitMetrics(metrics.clone()));
+    let store = SqliteStore::open_observed(&SqliteConfig::in_dir(&data_dir), Some(observer))
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(settings.listen())
         .await
         .with_context(|| format!("listening on {}", settings.listen()))?;
     let addr = listener.local_addr()?;
-    let app = App::new(Arc::new(store), Arc::new(LocalBus::new()), config);
+    let backends = Backends {
+        store: Arc::new(store),
+        bus: Arc::new(LocalBus::new()),
+        discovery: Arc::new(LocalDiscovery::new(chinwag_server::DISCOVERY_TTL)),
+        metrics,
+    };
+    let app = App::new(backends, config);
     tokio::spawn(stop_on_signal(app.clone()));
     // Scripts and tests read this line to learn the address.
     println!("chinwag listening on http://{addr}");

@@ -46,6 +46,12 @@ pub struct Settings {
     /// How long a reordered live message waits before the gap is fetched.
     #[arg(long, env = "CHINWAG_GAP_FILL_DELAY_MS")]
     pub gap_fill_delay_ms: Option<u64>,
+    /// How long a user without connections still counts as online.
+    #[arg(long, env = "CHINWAG_PRESENCE_OFFLINE_GRACE_MS")]
+    pub presence_offline_grace_ms: Option<u64>,
+    /// The WebSocket URL discovery advertises (default: from the Host header).
+    #[arg(long, env = "CHINWAG_PUBLIC_WS_URL")]
+    pub public_ws_url: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -60,7 +66,8 @@ impl Settings {
         merge_fields!(
             self, lower, listen, data_dir, heartbeat_interval_ms, heartbeat_timeout_ms,
             auth_timeout_ms, outbound_queue_frames, write_timeout_ms, send_rate_per_s,
-            send_burst, typing_rate_per_s, gap_fill_delay_ms
+            send_burst, typing_rate_per_s, gap_fill_delay_ms, presence_offline_grace_ms,
+            public_ws_url
         )
     }
 
@@ -92,6 +99,8 @@ impl Settings {
             send_burst: self.send_burst.unwrap_or(d.send_burst),
             typing_rate_per_s: self.typing_rate_per_s.unwrap_or(d.typing_rate_per_s),
             gap_fill_delay_ms: self.gap_fill_delay_ms.unwrap_or(d.gap_fill_delay_ms),
+            presence_offline_grace_ms: self.presence_offline_grace_ms.unwrap_or(d.presence_offline_grace_ms),
+            public_ws_url: self.public_ws_url.clone().or(d.public_ws_url),
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)

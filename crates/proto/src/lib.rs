@@ -6,11 +6,12 @@
 pub mod error;
 pub mod frames;
 pub mod ids;
+pub mod mentions;
 pub mod objects;
 pub mod validate;
 
 pub use error::{ErrorBody, ErrorCode, WireError};
-pub use frames::{ClientFrame, FrameError, ServerFrame};
+pub use frames::{ClientFrame, FrameError, PresenceStatus, ServerFrame};
 pub use ids::{ChannelId, DeviceId, MessageId, UserId};
 pub use objects::{Channel, ChannelKind, Message, User};
 

@@ -53,4 +53,11 @@ pub struct Message {
     pub client_msg_id: String,
     pub text: String,
     pub created_at: i64,
+    /// True on copies for a user whom the text mentions (`@username`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mentioned: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }

@@ -58,9 +58,12 @@ impl App {
             created_at: chinwag_proto::now_ms(),
         });
         let app = self.clone();
+        let accepted = std::time::Instant::now();
         Ok(async move {
             let appended = stored.await.map_err(store_error)?;
+            app.metrics.send_ack_seconds.observe(accepted.elapsed().as_secs_f64());
             if !appended.duplicate {
+                app.metrics.messages_stored.inc();
                 app.fan_out_message(&appended).await;
             }
             Ok(appended)
@@ -82,9 +85,10 @@ impl App {
     async fn fan_out_message(&self, appended: &Appended) {
         let channel = appended.message.channel_id;
         match self.members.members(&*self.store, channel).await {
-            Ok(members) => {
-                self.bus.publish(&members, Event::Message { message: appended.message.clone() })
-            }
+            Ok(members) => self.bus.publish(
+                &members,
+                Event::Message { message: appended.message.clone(), mentions: appended.mentions.clone() },
+            ),
             // Stored but not pushed live: members catch up from history
             // (the next message's gap, a sync, or a reconnect).
             Err(e) => tracing::error!(error = %e, channel = channel.0, "member lookup for fan-out failed"),

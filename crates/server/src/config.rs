@@ -24,6 +24,12 @@ pub struct ServerConfig {
     /// How long a reordered live message may wait for the ones before it
     /// before the gap is filled from the store.
     pub gap_fill_delay_ms: u64,
+    /// How long a user with no connection still counts as online, so that
+    /// a quick reconnect announces nothing.
+    pub presence_offline_grace_ms: u64,
+    /// The WebSocket URL discovery hands out for this gateway; when unset,
+    /// `ws://<the Host the client used>/v1/ws`.
+    pub public_ws_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +44,8 @@ impl Default for ServerConfig {
             send_burst: 40,
             typing_rate_per_s: 5,
             gap_fill_delay_ms: 200,
+            presence_offline_grace_ms: 3_000,
+            public_ws_url: None,
         }
     }
 }
@@ -80,5 +88,9 @@ impl ServerConfig {
 
     pub fn gap_fill_delay(&self) -> Duration {
         Duration::from_millis(self.gap_fill_delay_ms)
+    }
+
+    pub fn presence_offline_grace(&self) -> Duration {
+        Duration::from_millis(self.presence_offline_grace_ms)
     }
 }

@@ -10,15 +10,19 @@ pub mod config;
 mod error;
 pub mod gateway;
 mod members;
+pub mod metrics;
+mod presence;
 mod ratelimit;
 
 pub use config::ServerConfig;
 pub use error::ApiError;
 
-use chinwag_bus::Bus;
+use chinwag_bus::{Bus, Discovery, GatewayInfo};
 use chinwag_proto::{ChannelId, UserId};
 use chinwag_store::Store;
 use members::MemberCache;
+use metrics::Metrics;
+use presence::Presence;
 use ratelimit::UserLimiter;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,8 +35,13 @@ use tokio_util::task::TaskTracker;
 pub struct App {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn Bus>,
+    pub discovery: Arc<dyn Discovery>,
+    pub metrics: Arc<Metrics>,
     pub config: ServerConfig,
+    /// This process's name in the discovery registry.
+    pub gateway_id: String,
     members: MemberCache,
+    presence: Presence,
     send_limiter: UserLimiter,
     typing_limiter: UserLimiter,
     /// Direct channel of each ordered pair, so `to_user_id` sends skip the
@@ -44,15 +53,29 @@ pub struct App {
     pub connections: TaskTracker,
 }
 
+/// The backends a server runs on, chosen by whoever starts it.
+pub struct Backends {
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub discovery: Arc<dyn Discovery>,
+    /// Shared with the store's commit observer, hence created first.
+    pub metrics: Arc<Metrics>,
+}
+
 impl App {
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: ServerConfig) -> Arc<App> {
+    pub fn new(backends: Backends, config: ServerConfig) -> Arc<App> {
+        let Backends { store, bus, discovery, metrics } = backends;
         Arc::new(App {
             send_limiter: UserLimiter::new(config.send_rate_per_s, config.send_burst),
             typing_limiter: UserLimiter::new(config.typing_rate_per_s, config.typing_rate_per_s),
             store,
             bus,
+            discovery,
+            metrics,
+            gateway_id: format!("gateway-{}-{}", std::process::id(), chinwag_proto::now_ms()),
             config,
             members: MemberCache::default(),
+            presence: Presence::default(),
             direct_channels: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
@@ -77,15 +100,32 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> 
     if tokio::time::timeout(Duration::from_secs(10), app.connections.wait()).await.is_err() {
         tracing::warn!("connections did not close within 10 s");
     }
+    app.persist_online_users().await;
     served
 }
 
-/// Periodic upkeep that keeps memory bounded.
+/// How often this gateway re-announces its load to discovery.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// Entries not re-announced within this time are dropped from discovery.
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(10);
+
+/// Periodic upkeep: discovery announcements, bounded memory, and
+/// `last_active_at` of online users.
 async fn housekeeping(app: Arc<App>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
-        app.send_limiter.forget_idle();
-        app.typing_limiter.forget_idle();
+        app.discovery.announce(GatewayInfo {
+            id: app.gateway_id.clone(),
+            ws_url: app.config.public_ws_url.clone(),
+            load: app.bus.registry().connection_count() as u64,
+        });
+        ticks += 1;
+        if ticks % 60 == 0 {
+            app.send_limiter.forget_idle();
+            app.typing_limiter.forget_idle();
+            app.persist_online_users().await;
+        }
     }
 }

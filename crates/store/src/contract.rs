@@ -169,30 +169,30 @@ pub async fn history_pages(store: &dyn Store) {
         send(store, ch.id, a, &format!("h{i}")).await;
     }
     let ids = |p: &Page| p.messages.iter().map(|m| m.message_id.0).collect::<Vec<_>>();
-    let latest = store.messages(ch.id, HistoryQuery::Latest, 3).await.unwrap();
+    let latest = store.messages(ch.id, HistoryQuery::Latest, 3, a).await.unwrap();
     assert_eq!((ids(&latest), latest.has_more), (vec![8, 9, 10], true));
-    let all = store.messages(ch.id, HistoryQuery::Latest, 10).await.unwrap();
+    let all = store.messages(ch.id, HistoryQuery::Latest, 10, a).await.unwrap();
     assert_eq!((ids(&all).len(), all.has_more), (10, false));
     let after = store
-        .messages(ch.id, HistoryQuery::Range { after: Some(MessageId(7)), before: None }, 2)
+        .messages(ch.id, HistoryQuery::Range { after: Some(MessageId(7)), before: None }, 2, a)
         .await
         .unwrap();
     assert_eq!((ids(&after), after.has_more), (vec![8, 9], true));
     let tail = store
-        .messages(ch.id, HistoryQuery::Range { after: Some(MessageId(8)), before: None }, 5)
+        .messages(ch.id, HistoryQuery::Range { after: Some(MessageId(8)), before: None }, 5, a)
         .await
         .unwrap();
     assert_eq!((ids(&tail), tail.has_more), (vec![9, 10], false));
     let between = store
-        .messages(ch.id, HistoryQuery::Range { after: Some(MessageId(2)), before: Some(MessageId(5)) }, 5)
+        .messages(ch.id, HistoryQuery::Range { after: Some(MessageId(2)), before: Some(MessageId(5)) }, 5, a)
         .await
         .unwrap();
     assert_eq!((ids(&between), between.has_more), (vec![3, 4], false));
-    let before = store.messages(ch.id, HistoryQuery::Before(MessageId(4)), 2).await.unwrap();
+    let before = store.messages(ch.id, HistoryQuery::Before(MessageId(4)), 2, a).await.unwrap();
     assert_eq!((ids(&before), before.has_more), (vec![2, 3], true));
-    let around = store.messages(ch.id, HistoryQuery::Around(MessageId(5)), 4).await.unwrap();
+    let around = store.messages(ch.id, HistoryQuery::Around(MessageId(5)), 4, a).await.unwrap();
     assert_eq!((ids(&around), around.has_more), (vec![3, 4, 5, 6], true));
-    let edge = store.messages(ch.id, HistoryQuery::Around(MessageId(1)), 1).await.unwrap();
+    let edge = store.messages(ch.id, HistoryQuery::Around(MessageId(1)), 1, a).await.unwrap();
     assert_eq!((ids(&edge), edge.has_more), (vec![1], true));
 }
 
@@ -211,6 +211,73 @@ pub async fn read_markers_only_move_forward(store: &dyn Store) {
     let state = store.channel_state(ch.id).await.unwrap().unwrap();
     assert_eq!(state.for_member(b).read_up_to, MessageId(5));
     assert!(matches!(store.set_read(ch.id, c, MessageId(1)).await, Err(StoreError::NotAMember)));
+}
+
+pub async fn contacts_and_presence_audience(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let c = user(store, "carol").await;
+    let d = user(store, "dave").await;
+    assert!(store.add_contact(a, b, 1).await.unwrap());
+    assert!(!store.add_contact(a, b, 1).await.unwrap());
+    assert!(store.add_contact(a, c, 1).await.unwrap());
+    assert!(matches!(store.add_contact(a, UserId(999), 1).await, Err(StoreError::NotFound)));
+    let ids: Vec<UserId> = store.contacts(a).await.unwrap().iter().map(|u| u.id).collect();
+    assert_eq!(ids, vec![b, c]);
+    assert!(store.remove_contact(a, c).await.unwrap());
+    assert!(!store.remove_contact(a, c).await.unwrap());
+    // b's audience: a follows b; d shares a group with b.
+    store.create_group(NewGroup { creator: d, name: "g".into(), member_ids: vec![b], created_at: 1 }).await.unwrap();
+    let mut audience = store.presence_audience(b).await.unwrap();
+    audience.sort();
+    assert_eq!(audience, vec![a, d]);
+    assert!(store.presence_audience(c).await.unwrap().is_empty());
+
+    assert_eq!(store.last_active(&[a, UserId(999)]).await.unwrap(), vec![(a, None)]);
+    store.set_last_active(a, 500).await.unwrap();
+    store.set_last_active(a, 400).await.unwrap();
+    assert_eq!(store.last_active(&[a]).await.unwrap(), vec![(a, Some(500))]);
+}
+
+pub async fn search_and_mentions(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let c = user(store, "carol").await;
+    let ab = store.direct_channel(a, b, 1).await.unwrap().0.id;
+    let bc = store.direct_channel(b, c, 1).await.unwrap().0.id;
+    let say = |ch, sender, cmid: &str, text: &str| {
+        store.append_message(NewMessage { channel_id: ch, sender_id: sender, client_msg_id: cmid.into(), text: text.into(), created_at: 1 })
+    };
+    say(ab, a, "1", "the Crème brûlée recipe").await.unwrap();
+    say(bc, b, "2", "creme brulee for carol").await.unwrap();
+    let mentioning = say(ab, a, "3", "@bob did you try the creme? cc @carol @alice").await.unwrap();
+    assert_eq!(mentioning.mentions, vec![b], "carol is not a member, alice is the sender");
+    say(ab, b, "4", "\"quoted\" OR NEAR( syntax*").await.unwrap();
+
+    let find = |viewer, terms: &[&str], channel, before| {
+        store.search(viewer, SearchQuery { terms: terms.iter().map(|t| t.to_string()).collect(), channel, before, limit: 10 })
+    };
+    let texts = |p: &FeedPage| p.messages.iter().map(|m| m.client_msg_id.clone()).collect::<Vec<_>>();
+    // Diacritics fold, newest first, only the viewer's channels.
+    assert_eq!(texts(&find(a, &["creme"], None, None).await.unwrap()), vec!["3", "1"]);
+    assert_eq!(texts(&find(b, &["creme"], None, None).await.unwrap()), vec!["3", "2", "1"]);
+    assert_eq!(texts(&find(b, &["creme"], Some(bc), None).await.unwrap()), vec!["2"]);
+    assert_eq!(texts(&find(c, &["recipe"], None, None).await.unwrap()), Vec::<String>::new());
+    assert_eq!(texts(&find(a, &["rec"], None, None).await.unwrap()), vec!["1"], "last term is a prefix");
+    assert_eq!(texts(&find(a, &["creme", "recipe"], None, None).await.unwrap()), vec!["1"]);
+    // User input cannot inject FTS syntax.
+    assert_eq!(texts(&find(b, &["\"quoted\"", "OR", "NEAR("], None, None).await.unwrap()), vec!["4"]);
+    let first = store.search(b, SearchQuery { terms: vec!["creme".into()], channel: None, before: None, limit: 2 }).await.unwrap();
+    assert_eq!(texts(&first), vec!["3", "2"]);
+    let rest = find(b, &["creme"], None, first.next_before).await.unwrap();
+    assert_eq!((texts(&rest), rest.next_before), (vec!["1".to_string()], None));
+
+    let mentions = store.mentions(b, None, 10).await.unwrap();
+    assert_eq!(texts(&mentions), vec!["3"]);
+    assert!(mentions.messages[0].mentioned);
+    let page = store.messages(ab, HistoryQuery::Latest, 10, b).await.unwrap();
+    assert_eq!(page.messages.iter().map(|m| m.mentioned).collect::<Vec<_>>(), vec![false, true, false]);
+    let page = store.messages(ab, HistoryQuery::Latest, 10, a).await.unwrap();
+    assert!(page.messages.iter().all(|m| !m.mentioned));
+    assert!(store.mentions(a, None, 10).await.unwrap().messages.is_empty());
 }
 
 pub async fn closed_store_refuses_work(store: &dyn Store) {
@@ -249,6 +316,8 @@ macro_rules! store_contract_tests {
             case!(history_pages);
             case!(read_markers_only_move_forward);
             case!(closed_store_refuses_work);
+            case!(contacts_and_presence_audience);
+            case!(search_and_mentions);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_appends_have_no_gaps() {

@@ -73,12 +73,14 @@ pub trait Store: Send + Sync + 'static {
     /// the other by one task are numbered in that order while their commits
     /// still share batches.
     fn append_message(&self, message: NewMessage) -> BoxFuture<'static, Result<Appended, StoreError>>;
-    /// A page of history, ascending by `message_id`.
+    /// A page of history, ascending by `message_id`, with `mentioned` set
+    /// on messages that mention `viewer`.
     async fn messages(
         &self,
         id: ChannelId,
         query: HistoryQuery,
         limit: u32,
+        viewer: UserId,
     ) -> Result<Page, StoreError>;
     /// Moves `user`'s read marker forward (never back, never past the last
     /// message). Returns the new marker when it moved.
@@ -88,6 +90,29 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         message_id: MessageId,
     ) -> Result<Option<MessageId>, StoreError>;
+
+    /// Follows `contact`'s presence; `false` when already followed,
+    /// `NotFound` when there is no such user.
+    async fn add_contact(&self, owner: UserId, contact: UserId, now_ms: i64) -> Result<bool, StoreError>;
+    /// Stops following; `false` when not followed.
+    async fn remove_contact(&self, owner: UserId, contact: UserId) -> Result<bool, StoreError>;
+    /// Whom `owner` follows, by id.
+    async fn contacts(&self, owner: UserId) -> Result<Vec<User>, StoreError>;
+    /// Who hears of `user`'s presence: those who follow them and the other
+    /// members of their channels.
+    async fn presence_audience(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
+    /// Records when `user` was last connected.
+    async fn set_last_active(&self, user: UserId, at_ms: i64) -> Result<(), StoreError>;
+    /// `last_active_at` of each existing user among `users` (unknown ids are
+    /// left out).
+    async fn last_active(&self, users: &[UserId]) -> Result<Vec<(UserId, Option<i64>)>, StoreError>;
+
+    /// Messages matching every term, newest first, only from channels the
+    /// viewer is a member of.
+    async fn search(&self, viewer: UserId, query: SearchQuery) -> Result<FeedPage, StoreError>;
+    /// Messages mentioning the viewer in channels they are still in, newest
+    /// first.
+    async fn mentions(&self, viewer: UserId, before: Option<i64>, limit: u32) -> Result<FeedPage, StoreError>;
 
     /// Finishes pending writes and stops; later calls fail with `Closed`.
     async fn close(&self);

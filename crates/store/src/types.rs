@@ -76,6 +76,27 @@ pub struct NewMessage {
 pub struct Appended {
     pub message: Message,
     pub duplicate: bool,
+    /// Members the text mentions (`@username`); empty for a resend.
+    pub mentions: Vec<UserId>,
+}
+
+/// A full-text search over the viewer's channels.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    /// Words to find (all of them; the last one also as a prefix).
+    pub terms: Vec<String>,
+    pub channel: Option<ChannelId>,
+    /// Continue below this cursor (`next_before` of the previous page).
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// Messages newest first, with the cursor of the next page when there may
+/// be one.
+#[derive(Debug, Clone, Default)]
+pub struct FeedPage {
+    pub messages: Vec<Message>,
+    pub next_before: Option<i64>,
 }
 
 /// Which part of a channel's history to read.

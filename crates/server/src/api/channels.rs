@@ -120,7 +120,7 @@ pub async fn history(
     let limit = validate::history_limit(params.limit)?;
     let query = params.query()?;
     let channel = app.channel_for(session.user_id, ChannelId(id)).await?;
-    let page = app.store.messages(channel.id, query, limit).await?;
+    let page = app.store.messages(channel.id, query, limit, session.user_id).await?;
     Ok(Json(json!({ "messages": page.messages, "has_more": page.has_more })))
 }
 

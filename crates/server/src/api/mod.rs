@@ -3,6 +3,7 @@
 
 mod channels;
 mod extract;
+mod social;
 mod users;
 
 use crate::error::ApiError;
@@ -30,6 +31,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/channels/{id}/members/{user_id}", delete(channels::remove_member))
         .route("/v1/channels/{id}/messages", get(channels::history).post(channels::post_message))
         .route("/v1/channels/{id}/read", put(channels::mark_read))
+        .route("/v1/contacts", get(social::contacts))
+        .route("/v1/contacts/{user_id}", put(social::add_contact).delete(social::remove_contact))
+        .route("/v1/presence", get(social::presence))
+        .route("/v1/search", get(social::search))
+        .route("/v1/mentions", get(social::mentions))
+        .route("/v1/discovery", get(social::discovery))
+        .route("/metrics", get(social::metrics))
         .route("/v1/ws", get(crate::gateway::upgrade))
         .fallback(|| async { ApiError(WireError::not_found("endpoint")) })
         .method_not_allowed_fallback(|| async {

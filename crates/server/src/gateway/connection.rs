@@ -57,8 +57,34 @@ pub(super) async fn run(app: Arc<App>, ws: WebSocket, session: Option<Session>) 
             Err(closing) => closing,
         },
     };
-    if let Closing(Some((code, reason))) = outcome {
-        conn.close(code, reason).await;
+    match outcome {
+        Closing(Some((code, reason))) => {
+            if code == TRY_AGAIN_LATER {
+                conn.app.metrics.slow_consumers_closed.inc();
+            }
+            tracing::debug!(code, reason, "closing socket");
+            conn.close(code, reason).await;
+        }
+        Closing(None) => tracing::debug!("peer closed socket"),
+    }
+}
+
+/// Counts a socket in presence from `ready` until it ends, however it ends.
+struct Online {
+    app: Arc<App>,
+    user: UserId,
+}
+
+impl Online {
+    fn new(app: &Arc<App>, user: UserId) -> Online {
+        app.connection_opened(user);
+        Online { app: app.clone(), user }
+    }
+}
+
+impl Drop for Online {
+    fn drop(&mut self) {
+        self.app.connection_closed(self.user);
     }
 }
 
@@ -161,6 +187,8 @@ impl Connection {
             Ok(state) => state,
             Err(closing) => return closing,
         };
+        let _online = Online::new(&self.app, session.user_id);
+        tracing::debug!(user = session.user_id.0, device = session.device_id.0, "socket ready");
         let heartbeat = self.app.config.heartbeat_timeout();
         let gap_delay = self.app.config.gap_fill_delay();
         let far_future = || tokio::time::Instant::now() + Duration::from_secs(86_400);
@@ -309,7 +337,7 @@ impl Connection {
             Err(e) => return self.write_error(&e, reference).await,
         };
         let query = HistoryQuery::Range { after: Some(after), before: None };
-        let page = match self.app.store.messages(channel, query, limit).await {
+        let page = match self.app.store.messages(channel, query, limit, state.user).await {
             Ok(page) => page,
             Err(e) => return self.write_error(&crate::error::store_error(e), reference).await,
         };
@@ -343,10 +371,18 @@ impl Connection {
     /// Decides what one event means for this connection.
     fn route(&mut self, state: &mut State, delivery: Arc<Delivery>) -> Step {
         match &delivery.event {
-            Event::Message { message } => {
+            Event::Message { message, mentions } => {
                 let (channel, id) = (message.channel_id, message.message_id);
+                // The mentioned member gets their own copy, flagged.
+                let delivery = if mentions.contains(&state.user) {
+                    let message = Message { mentioned: true, ..message.clone() };
+                    Arc::new(Delivery::new(Event::Message { message, mentions: Vec::new() }))
+                } else {
+                    delivery
+                };
                 state.cursors.admit(channel, id, delivery, Instant::now(), &mut self.outgoing);
             }
+            Event::Presence { .. } => self.outgoing.push(delivery),
             Event::Read { channel_id, .. } | Event::Typing { channel_id, .. } => {
                 if state.cursors.contains(*channel_id) {
                     self.outgoing.push(delivery);
@@ -373,6 +409,8 @@ impl Connection {
         if self.outgoing.is_empty() {
             return Ok(());
         }
+        let messages = self.outgoing.iter().filter(|d| matches!(d.event, Event::Message { .. })).count();
+        self.app.metrics.messages_delivered.inc_by(messages as u64);
         let frames: Vec<WsMessage> = self
             .outgoing
             .drain(..)
@@ -389,7 +427,7 @@ impl Connection {
         for gap in state.cursors.due_gaps(Instant::now(), delay) {
             let wanted = (gap.before.0 - gap.after.0 - 1).clamp(1, validate::HISTORY_LIMIT_MAX.into()) as u32;
             let query = HistoryQuery::Range { after: Some(gap.after), before: Some(gap.before) };
-            let page = match self.app.store.messages(gap.channel, query, wanted).await {
+            let page = match self.app.store.messages(gap.channel, query, wanted, state.user).await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(error = %e, "gap fill failed; the client will sync");
@@ -397,6 +435,7 @@ impl Connection {
                 }
             };
             let filled_to = page.messages.last().map_or(gap.after, |m| m.message_id);
+            self.app.metrics.messages_delivered.inc_by(page.messages.len() as u64);
             let frames: Vec<WsMessage> = page.messages.into_iter().map(message_frame).collect();
             self.write_all(frames).await?;
             // Ids have no holes: anything still missing below `before` was
@@ -426,7 +465,10 @@ fn message_frame(message: Message) -> WsMessage {
 /// The wire frame of an event (empty for events that are not sent).
 fn encode_event(event: &Event) -> Bytes {
     let frame = match event {
-        Event::Message { message } => ServerFrame::Message(message.clone()),
+        Event::Message { message, .. } => ServerFrame::Message(message.clone()),
+        Event::Presence { user_id, status, last_active_at } => {
+            ServerFrame::Presence { user_id: *user_id, status: *status, last_active_at: *last_active_at }
+        }
         Event::Read { channel_id, user_id, message_id } => {
             ServerFrame::Read { channel_id: *channel_id, user_id: *user_id, message_id: *message_id }
         }

@@ -11,7 +11,7 @@ mod queries;
 mod schema;
 
 use crate::{
-    Appended, BoxFuture, ChannelState, Credentials, HistoryQuery, NewDevice, NewGroup, NewMessage, NewUser,
+    Appended, BoxFuture, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
     Page, Session, Store, StoreError,
 };
 use async_trait::async_trait;
@@ -332,8 +332,42 @@ impl Store for SqliteStore {
         id: ChannelId,
         query: HistoryQuery,
         limit: u32,
+        viewer: UserId,
     ) -> Result<Page, StoreError> {
-        self.read(move |c| queries::messages(c, id, query, limit)).await
+        self.read(move |c| queries::messages(c, id, query, limit, viewer)).await
+    }
+
+    async fn add_contact(&self, owner: UserId, contact: UserId, now_ms: i64) -> Result<bool, StoreError> {
+        self.write(move |c| queries::add_contact(c, owner, contact, now_ms)).await
+    }
+
+    async fn remove_contact(&self, owner: UserId, contact: UserId) -> Result<bool, StoreError> {
+        self.write(move |c| queries::remove_contact(c, owner, contact)).await
+    }
+
+    async fn contacts(&self, owner: UserId) -> Result<Vec<User>, StoreError> {
+        self.read(move |c| queries::contacts(c, owner)).await
+    }
+
+    async fn presence_audience(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+        self.read(move |c| queries::presence_audience(c, user)).await
+    }
+
+    async fn set_last_active(&self, user: UserId, at_ms: i64) -> Result<(), StoreError> {
+        self.write(move |c| queries::set_last_active(c, user, at_ms)).await
+    }
+
+    async fn last_active(&self, users: &[UserId]) -> Result<Vec<(UserId, Option<i64>)>, StoreError> {
+        let users = users.to_vec();
+        self.read(move |c| queries::last_active(c, &users)).await
+    }
+
+    async fn search(&self, viewer: UserId, query: SearchQuery) -> Result<FeedPage, StoreError> {
+        self.read(move |c| queries::search(c, viewer, &query)).await
+    }
+
+    async fn mentions(&self, viewer: UserId, before: Option<i64>, limit: u32) -> Result<FeedPage, StoreError> {
+        self.read(move |c| queries::mentions(c, viewer, before, limit)).await
     }
 
     async fn set_read(

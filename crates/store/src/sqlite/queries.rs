@@ -3,7 +3,7 @@
 //! batch transaction, so a function's statements are atomic together.
 
 use crate::{
-    Appended, ChannelState, Credentials, HistoryQuery, NewDevice, NewGroup, NewMessage, NewUser,
+    Appended, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
     Page, Session, StoreError,
 };
 use chinwag_proto::validate::GROUP_MAX_MEMBERS;
@@ -15,6 +15,10 @@ type Result<T> = std::result::Result<T, StoreError>;
 
 const USER_COLS: &str = "id, username, display_name, created_at";
 const MESSAGE_COLS: &str = "channel_id, message_id, sender_id, client_msg_id, text, created_at";
+/// The message columns of `messages AS m` plus whether it mentions the
+/// viewer, who is always parameter `?9`.
+const VIEWED_MESSAGE: &str = "m.channel_id, m.message_id, m.sender_id, m.client_msg_id, m.text, m.created_at, \
+    EXISTS (SELECT 1 FROM mentions WHERE user_id = ?9 AND msg_rowid = m.rowid), m.rowid";
 
 fn user_from(row: &Row) -> rusqlite::Result<User> {
     Ok(User {
@@ -33,7 +37,15 @@ fn message_from(row: &Row) -> rusqlite::Result<Message> {
         client_msg_id: row.get(3)?,
         text: row.get(4)?,
         created_at: row.get(5)?,
+        mentioned: false,
     })
+}
+
+/// A row of `VIEWED_MESSAGE`: the message and its rowid (a feed cursor).
+fn viewed_message_from(row: &Row) -> rusqlite::Result<(Message, i64)> {
+    let mut message = message_from(row)?;
+    message.mentioned = row.get(6)?;
+    Ok((message, row.get(7)?))
 }
 
 pub fn create_user(c: &Connection, u: &NewUser) -> Result<User> {
@@ -282,7 +294,7 @@ fn message_by_client_id(c: &Connection, sender: UserId, client_msg_id: &str) -> 
 /// allocated and committed in order with no gaps.
 pub fn append_message(c: &Connection, m: NewMessage) -> Result<Appended> {
     if let Some(message) = message_by_client_id(c, m.sender_id, &m.client_msg_id)? {
-        return Ok(Appended { message, duplicate: true });
+        return Ok(Appended { message, duplicate: true, mentions: Vec::new() });
     }
     if !is_member(c, m.channel_id, m.sender_id)? {
         return Err(StoreError::NotAMember);
@@ -294,7 +306,9 @@ pub fn append_message(c: &Connection, m: NewMessage) -> Result<Appended> {
         .query_row([m.channel_id.0], |row| row.get(0))?;
     c.prepare_cached(&format!("INSERT INTO messages ({MESSAGE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))?
         .execute(params![m.channel_id.0, id, m.sender_id.0, m.client_msg_id, m.text, m.created_at])?;
+    let mentions = record_mentions(c, &m, c.last_insert_rowid())?;
     Ok(Appended {
+        mentions,
         message: Message {
             channel_id: m.channel_id,
             message_id: MessageId(id),
@@ -302,26 +316,54 @@ pub fn append_message(c: &Connection, m: NewMessage) -> Result<Appended> {
             client_msg_id: m.client_msg_id,
             text: m.text,
             created_at: m.created_at,
+            mentioned: false,
         },
         duplicate: false,
     })
 }
 
-fn message_run(
-    c: &Connection,
-    id: ChannelId,
+/// Stores who among the channel's members (other than the sender) the text
+/// mentions.
+fn record_mentions(c: &Connection, m: &NewMessage, rowid: i64) -> Result<Vec<UserId>> {
+    let names = chinwag_proto::mentions::mentioned_usernames(&m.text);
+    let mut mentioned = Vec::new();
+    for name in names {
+        let member: Option<i64> = c
+            .prepare_cached(
+                "SELECT u.id FROM users u JOIN members mb ON mb.user_id = u.id AND mb.channel_id = ?1 \
+                 WHERE u.username = ?2",
+            )?
+            .query_row(params![m.channel_id.0, name], |row| row.get(0))
+            .optional()?;
+        if let Some(user) = member.map(UserId).filter(|&u| u != m.sender_id) {
+            c.prepare_cached("INSERT OR IGNORE INTO mentions (user_id, msg_rowid) VALUES (?1, ?2)")?
+                .execute(params![user.0, rowid])?;
+            mentioned.push(user);
+        }
+    }
+    Ok(mentioned)
+}
+
+struct Run {
     lower: i64,
     upper: i64,
     descending: bool,
     limit: u32,
-) -> Result<(Vec<Message>, bool)> {
+}
+
+fn message_run(c: &Connection, id: ChannelId, viewer: UserId, run: Run) -> Result<(Vec<Message>, bool)> {
+    let Run { lower, upper, descending, limit } = run;
     let order = if descending { "DESC" } else { "ASC" };
     let mut messages: Vec<Message> = c
         .prepare_cached(&format!(
-            "SELECT {MESSAGE_COLS} FROM messages WHERE channel_id = ?1 AND message_id > ?2 AND message_id < ?3 \
-             ORDER BY message_id {order} LIMIT ?4"
+            "SELECT {VIEWED_MESSAGE} FROM messages m \
+             WHERE m.channel_id = ?1 AND m.message_id > ?2 AND m.message_id < ?3 \
+             ORDER BY m.message_id {order} LIMIT ?4"
         ))?
-        .query_map(params![id.0, lower, upper, i64::from(limit) + 1], message_from)?
+        .query_map(
+            rusqlite::named_params! {"?1": id.0, "?2": lower, "?3": upper, "?4": i64::from(limit) + 1, "?9": viewer.0},
+            |row| viewed_message_from(row).map(|(m, _)| m),
+        )?
         .collect::<rusqlite::Result<_>>()?;
     let more = messages.len() > limit as usize;
     messages.truncate(limit as usize);
@@ -331,30 +373,25 @@ fn message_run(
     Ok((messages, more))
 }
 
-pub fn messages(c: &Connection, id: ChannelId, query: HistoryQuery, limit: u32) -> Result<Page> {
+pub fn messages(c: &Connection, id: ChannelId, query: HistoryQuery, limit: u32, viewer: UserId) -> Result<Page> {
+    let run = |lower, upper, descending, limit| message_run(c, id, viewer, Run { lower, upper, descending, limit });
     let (messages, has_more) = match query {
-        HistoryQuery::Latest => message_run(c, id, 0, i64::MAX, true, limit)?,
-        HistoryQuery::Before(before) => message_run(c, id, 0, before.0, true, limit)?,
-        HistoryQuery::Range { after, before } => message_run(
-            c,
-            id,
-            after.map_or(0, |m| m.0),
-            before.map_or(i64::MAX, |m| m.0),
-            false,
-            limit,
-        )?,
+        HistoryQuery::Latest => run(0, i64::MAX, true, limit)?,
+        HistoryQuery::Before(before) => run(0, before.0, true, limit)?,
+        HistoryQuery::Range { after, before } => {
+            run(after.map_or(0, |m| m.0), before.map_or(i64::MAX, |m| m.0), false, limit)?
+        }
         HistoryQuery::Around(center) => {
             let older_limit = limit / 2;
             let (mut older, older_more) = if older_limit > 0 {
-                message_run(c, id, 0, center.0, true, older_limit)?
+                run(0, center.0, true, older_limit)?
             } else {
                 let more = c
                     .prepare_cached("SELECT 1 FROM messages WHERE channel_id = ?1 AND message_id < ?2")?
                     .exists(params![id.0, center.0])?;
                 (Vec::new(), more)
             };
-            let (newer, newer_more) =
-                message_run(c, id, center.0 - 1, i64::MAX, false, limit - older_limit)?;
+            let (newer, newer_more) = run(center.0 - 1, i64::MAX, false, limit - older_limit)?;
             older.extend(newer);
             (older, older_more || newer_more)
         }
@@ -383,4 +420,111 @@ pub fn set_read(
     c.prepare_cached("UPDATE members SET read_up_to = ?3 WHERE channel_id = ?1 AND user_id = ?2")?
         .execute(params![id.0, user.0, target])?;
     Ok(Some(MessageId(target)))
+}
+
+pub fn add_contact(c: &Connection, owner: UserId, contact: UserId, now_ms: i64) -> Result<bool> {
+    if user(c, contact)?.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    let added = c
+        .prepare_cached("INSERT OR IGNORE INTO contacts (owner_id, contact_id, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![owner.0, contact.0, now_ms])?;
+    Ok(added > 0)
+}
+
+pub fn remove_contact(c: &Connection, owner: UserId, contact: UserId) -> Result<bool> {
+    let removed = c
+        .prepare_cached("DELETE FROM contacts WHERE owner_id = ?1 AND contact_id = ?2")?
+        .execute(params![owner.0, contact.0])?;
+    Ok(removed > 0)
+}
+
+pub fn contacts(c: &Connection, owner: UserId) -> Result<Vec<User>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {USER_COLS} FROM users WHERE id IN (SELECT contact_id FROM contacts WHERE owner_id = ?1) ORDER BY id"
+    ))?
+    .query_map([owner.0], user_from)?
+    .collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn presence_audience(c: &Connection, user: UserId) -> Result<Vec<UserId>> {
+    Ok(c.prepare_cached(
+        "SELECT owner_id FROM contacts WHERE contact_id = ?1 \
+         UNION \
+         SELECT other.user_id FROM members mine JOIN members other ON other.channel_id = mine.channel_id \
+         WHERE mine.user_id = ?1 AND other.user_id != ?1",
+    )?
+    .query_map([user.0], |row| Ok(UserId(row.get(0)?)))?
+    .collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn set_last_active(c: &Connection, user: UserId, at_ms: i64) -> Result<()> {
+    c.prepare_cached("UPDATE users SET last_active_at = max(coalesce(last_active_at, 0), ?2) WHERE id = ?1")?
+        .execute(params![user.0, at_ms])?;
+    Ok(())
+}
+
+pub fn last_active(c: &Connection, users: &[UserId]) -> Result<Vec<(UserId, Option<i64>)>> {
+    let mut stmt = c.prepare_cached("SELECT last_active_at FROM users WHERE id = ?1")?;
+    let mut found = Vec::with_capacity(users.len());
+    for &user in users {
+        if let Some(at) = stmt.query_row([user.0], |row| row.get::<_, Option<i64>>(0)).optional()? {
+            found.push((user, at));
+        }
+    }
+    Ok(found)
+}
+
+/// An FTS5 query matching every term literally (each quoted, so user input
+/// cannot inject FTS syntax); the last term also matches as a prefix.
+fn fts_query(terms: &[String]) -> String {
+    let quoted: Vec<String> = terms.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect();
+    format!("{}*", quoted.join(" "))
+}
+
+fn feed_page(rows: Vec<(Message, i64)>, limit: u32) -> FeedPage {
+    let next_before = if rows.len() > limit as usize { rows.get(limit as usize - 1).map(|(_, r)| *r) } else { None };
+    FeedPage { messages: rows.into_iter().take(limit as usize).map(|(m, _)| m).collect(), next_before }
+}
+
+pub fn search(c: &Connection, viewer: UserId, q: &SearchQuery) -> Result<FeedPage> {
+    if q.terms.is_empty() {
+        return Ok(FeedPage::default());
+    }
+    let rows = c
+        .prepare_cached(&format!(
+            "SELECT {VIEWED_MESSAGE} FROM messages_fts f JOIN messages m ON m.rowid = f.rowid \
+             WHERE messages_fts MATCH ?1 \
+               AND m.channel_id IN (SELECT channel_id FROM members WHERE user_id = ?9) \
+               AND (?2 IS NULL OR m.channel_id = ?2) AND m.rowid < ?3 \
+             ORDER BY m.rowid DESC LIMIT ?4"
+        ))?
+        .query_map(
+            rusqlite::named_params! {
+                "?1": fts_query(&q.terms),
+                "?2": q.channel.map(|c| c.0),
+                "?3": q.before.unwrap_or(i64::MAX),
+                "?4": i64::from(q.limit) + 1,
+                "?9": viewer.0,
+            },
+            viewed_message_from,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(feed_page(rows, q.limit))
+}
+
+pub fn mentions(c: &Connection, viewer: UserId, before: Option<i64>, limit: u32) -> Result<FeedPage> {
+    let rows = c
+        .prepare_cached(&format!(
+            "SELECT {VIEWED_MESSAGE} FROM mentions mn JOIN messages m ON m.rowid = mn.msg_rowid \
+             WHERE mn.user_id = ?9 AND mn.msg_rowid < ?1 \
+               AND m.channel_id IN (SELECT channel_id FROM members WHERE user_id = ?9) \
+             ORDER BY mn.msg_rowid DESC LIMIT ?2"
+        ))?
+        .query_map(
+            rusqlite::named_params! {"?1": before.unwrap_or(i64::MAX), "?2": i64::from(limit) + 1, "?9": viewer.0},
+            viewed_message_from,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(feed_page(rows, limit))
 }

@@ -50,6 +50,28 @@ CREATE TABLE messages (
     UNIQUE (channel_id, message_id)
 );
 CREATE UNIQUE INDEX messages_idempotency ON messages(sender_id, client_msg_id);
+"#, r#"
+ALTER TABLE users ADD COLUMN last_active_at INTEGER;
+CREATE TABLE contacts (
+    owner_id   INTEGER NOT NULL REFERENCES users(id),
+    contact_id INTEGER NOT NULL REFERENCES users(id),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (owner_id, contact_id)
+) WITHOUT ROWID;
+CREATE INDEX contacts_by_contact ON contacts(contact_id, owner_id);
+CREATE TABLE mentions (
+    user_id   INTEGER NOT NULL REFERENCES users(id),
+    msg_rowid INTEGER NOT NULL,
+    PRIMARY KEY (user_id, msg_rowid)
+) WITHOUT ROWID;
+CREATE VIRTUAL TABLE messages_fts USING fts5(
+    text, content = 'messages', content_rowid = 'rowid',
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
+INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
 "#];
 
 fn pragmas(conn: &Connection) -> Result<(), StoreError> {

@@ -1,0 +1,183 @@
+//! Contacts, presence, search, mentions, discovery and metrics.
+
+use super::{ApiPath, ApiQuery, Auth};
+use crate::error::ApiError;
+use crate::App;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use chinwag_bus::Event;
+use chinwag_proto::{ChannelId, UserId, WireError};
+use chinwag_store::{FeedPage, SearchQuery, StoreError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// Most ids one presence query may name.
+const PRESENCE_MAX_IDS: usize = 200;
+/// Search and mention pages: 1..=100, 20 by default.
+const FEED_LIMIT_MAX: u32 = 100;
+const FEED_LIMIT_DEFAULT: u32 = 20;
+const SEARCH_MAX_TERMS: usize = 16;
+
+pub async fn contacts(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<Value>> {
+    let contacts = app.store.contacts(session.user_id).await?;
+    Ok(Json(json!({ "contacts": contacts })))
+}
+
+/// Follows a user's presence; their current status is sent to the caller's
+/// sockets at once.
+pub async fn add_contact(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode> {
+    let contact = UserId(id);
+    if contact == session.user_id {
+        return Err(ApiError(WireError::bad_request("you cannot add yourself as a contact")));
+    }
+    app.store
+        .add_contact(session.user_id, contact, chinwag_proto::now_ms())
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError(WireError::not_found("user")),
+            e => e.into(),
+        })?;
+    if let Some((user_id, status, last_active_at)) = app.presence_of(&[contact]).await?.pop() {
+        app.bus.publish(&[session.user_id], Event::Presence { user_id, status, last_active_at });
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn remove_contact(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode> {
+    app.store.remove_contact(session.user_id, UserId(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct PresenceQuery {
+    user_ids: Option<String>,
+}
+
+pub async fn presence(
+    State(app): State<Arc<App>>,
+    Auth(_): Auth,
+    ApiQuery(query): ApiQuery<PresenceQuery>,
+) -> Result<Json<Value>> {
+    let raw = query.user_ids.unwrap_or_default();
+    let ids: Vec<UserId> = raw
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse::<i64>().map(UserId))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| ApiError(WireError::bad_request("user_ids must be comma-separated integers")))?;
+    if ids.len() > PRESENCE_MAX_IDS {
+        return Err(ApiError(WireError::bad_request("at most 200 user_ids per request")));
+    }
+    let presence: Vec<Value> = app
+        .presence_of(&ids)
+        .await?
+        .into_iter()
+        .map(|(user_id, status, last_active_at)| json!({ "user_id": user_id, "status": status, "last_active_at": last_active_at }))
+        .collect();
+    Ok(Json(json!({ "presence": presence })))
+}
+
+fn feed_limit(limit: Option<u32>) -> Result<u32> {
+    match limit {
+        None => Ok(FEED_LIMIT_DEFAULT),
+        Some(n) if (1..=FEED_LIMIT_MAX).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError(WireError::bad_request("limit must be between 1 and 100"))),
+    }
+}
+
+fn feed_json(page: FeedPage) -> Json<Value> {
+    Json(json!({ "messages": page.messages, "next_before": page.next_before }))
+}
+
+#[derive(Deserialize)]
+pub struct SearchParams {
+    q: Option<String>,
+    channel_id: Option<i64>,
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// Full-text search over the caller's channels, newest first.
+pub async fn search(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> Result<Json<Value>> {
+    let limit = feed_limit(params.limit)?;
+    let q = params.q.unwrap_or_default();
+    let terms: Vec<String> = q.split_whitespace().take(SEARCH_MAX_TERMS).map(str::to_owned).collect();
+    if terms.is_empty() || q.chars().count() > 500 {
+        return Err(ApiError(WireError::bad_request("q must hold 1 to 500 characters of search words")));
+    }
+    let channel = params.channel_id.map(ChannelId);
+    if let Some(channel) = channel {
+        app.channel_for(session.user_id, channel).await?;
+    }
+    let page = app
+        .store
+        .search(session.user_id, SearchQuery { terms, channel, before: params.before, limit })
+        .await?;
+    Ok(feed_json(page))
+}
+
+#[derive(Deserialize)]
+pub struct MentionParams {
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// Messages that mention the caller, newest first.
+pub async fn mentions(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiQuery(params): ApiQuery<MentionParams>,
+) -> Result<Json<Value>> {
+    let limit = feed_limit(params.limit)?;
+    Ok(feed_json(app.store.mentions(session.user_id, params.before, limit).await?))
+}
+
+/// Where to open the WebSocket, least-loaded gateway first.
+pub async fn discovery(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_owned();
+    let mut gateways = app.discovery.live();
+    // Before the first announcement (or after a stall) this node still serves.
+    if !gateways.iter().any(|g| g.id == app.gateway_id) {
+        gateways.push(chinwag_bus::GatewayInfo {
+            id: app.gateway_id.clone(),
+            ws_url: app.config.public_ws_url.clone(),
+            load: app.bus.registry().connection_count() as u64,
+        });
+    }
+    let servers: Vec<Value> = gateways
+        .into_iter()
+        .map(|g| {
+            let ws_url = g.ws_url.unwrap_or_else(|| format!("ws://{host}/v1/ws"));
+            json!({ "ws_url": ws_url, "load": g.load })
+        })
+        .collect();
+    Ok(Json(json!({ "servers": servers })))
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        app.metrics.render(),
+    )
+}
