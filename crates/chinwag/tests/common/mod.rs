@@ -51,8 +51,12 @@ impl TestServer {
     }
 
     fn spawn(&mut self) {
+        self.spawn_on("127.0.0.1:0");
+    }
+
+    fn spawn_on(&mut self, listen: &str) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chinwag"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(&self.dir)
             .args(&self.args)
             .env("RUST_LOG", "warn")
@@ -96,6 +100,14 @@ impl TestServer {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// Starts again on the same data directory and the same port, so that
+    /// clients reconnect to where they were.
+    pub fn restart_same_port(&mut self) {
+        self.kill();
+        let addr = self.base.trim_start_matches("http://").to_string();
+        self.spawn_on(&addr);
     }
 
     /// Any HTTP call; returns status and JSON body (`null` when empty).

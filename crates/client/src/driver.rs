@@ -1,0 +1,338 @@
+//! The task behind a `Client`: one connection at a time, reconnecting until
+//! the client is closed, resending what was not acknowledged and syncing
+//! what was missed.
+
+use crate::order::Ordering;
+use crate::{is_transient, Ack, Api, ClientConfig, ClientError, Command, Event, Target};
+use chinwag_proto::{ChannelId, ErrorCode, MessageId, ServerFrame, WireError};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message as Ws;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Messages asked per `sync` frame.
+const SYNC_PAGE: u32 = 200;
+
+struct Pending {
+    client_msg_id: String,
+    frame: String,
+    reply: oneshot::Sender<Result<Ack, ClientError>>,
+    /// Written on the current connection (else waiting to be (re)sent).
+    in_flight: bool,
+}
+
+/// How one connection ended.
+enum End {
+    /// Closed by the application or dropped: stop for good.
+    Closed,
+    /// Network or server trouble: reconnect.
+    Lost(String),
+    /// The token is refused: stop and fail everything.
+    Refused(WireError),
+}
+
+pub(crate) struct Driver {
+    config: ClientConfig,
+    api: Api,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    pending: Vec<Pending>,
+    order: Ordering,
+    /// When sends refused as transient may be tried again.
+    retry_at: Option<Instant>,
+}
+
+impl Driver {
+    pub fn new(config: ClientConfig, commands: mpsc::Receiver<Command>, events: mpsc::Sender<Event>) -> Self {
+        let order = Ordering::with_cursors(&config.cursors);
+        let api = Api::new(&config.base_url);
+        Driver { config, api, commands, events, pending: Vec::new(), order, retry_at: None }
+    }
+
+    pub async fn run(mut self, first: oneshot::Sender<Result<(), ClientError>>) {
+        let mut first = Some(first);
+        let mut attempt = 0;
+        loop {
+            let (end, was_ready) = self.connection(&mut first).await;
+            match end {
+                End::Closed => break,
+                End::Refused(e) => {
+                    if let Some(first) = first.take() {
+                        let _ = first.send(Err(ClientError::Server(e)));
+                    }
+                    break;
+                }
+                End::Lost(reason) => {
+                    if first.is_some() && attempt >= 3 {
+                        if let Some(first) = first.take() {
+                            let _ = first.send(Err(ClientError::WebSocket(reason)));
+                        }
+                        break;
+                    }
+                    let _ = self.events.send(Event::Disconnected { reason }).await;
+                }
+            }
+            attempt = if was_ready { 0 } else { attempt + 1 };
+            let pause = self.config.backoff.delay(attempt);
+            if !self.wait_offline(pause).await {
+                break;
+            }
+        }
+        for p in self.pending.drain(..) {
+            let _ = p.reply.send(Err(ClientError::Closed));
+        }
+    }
+
+    /// Sleeps between connections while still taking commands.
+    async fn wait_offline(&mut self, pause: Duration) -> bool {
+        let until = Instant::now() + pause;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return true,
+                command = self.commands.recv() => match command {
+                    Some(Command::Send { client_msg_id, target, text, reply }) => self.queue(client_msg_id, target, text, reply),
+                    Some(Command::Frame(_)) => {} // read/typing while offline: dropped
+                    Some(Command::Close(done)) => {
+                        let _ = done.send(());
+                        return false;
+                    }
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    fn queue(&mut self, client_msg_id: String, target: Target, text: String, reply: oneshot::Sender<Result<Ack, ClientError>>) {
+        let mut frame = json!({"type": "send", "client_msg_id": client_msg_id, "text": text});
+        match target {
+            Target::Channel(c) => frame["channel_id"] = json!(c),
+            Target::User(u) => frame["to_user_id"] = json!(u),
+        }
+        self.pending.push(Pending { client_msg_id, frame: frame.to_string(), reply, in_flight: false });
+    }
+
+    async fn open(&self) -> Result<Socket, String> {
+        let url = if self.config.use_discovery {
+            self.api.discover().await.map_err(|e| e.to_string())?
+        } else {
+            self.api.ws_url()
+        };
+        let Some(bind) = self.config.bind_ip else {
+            let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| e.to_string())?;
+            return Ok(ws);
+        };
+        let authority = url.split("//").nth(1).and_then(|rest| rest.split('/').next()).ok_or("bad ws url")?;
+        let addr = tokio::net::lookup_host(authority).await.map_err(|e| e.to_string())?.next().ok_or("no address")?;
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+            .map_err(|e| e.to_string())?;
+        socket.bind((bind, 0).into()).map_err(|e| e.to_string())?;
+        let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
+        let (ws, _) = tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ws)
+    }
+
+    /// One connection's life. Returns how it ended and whether it got ready.
+    async fn connection(&mut self, first: &mut Option<oneshot::Sender<Result<(), ClientError>>>) -> (End, bool) {
+        let timeout = self.config.connect_timeout;
+        let ready = tokio::time::timeout(timeout, async {
+            let mut ws = self.open().await?;
+            let auth = json!({"type": "auth", "token": self.config.token}).to_string();
+            ws.send(Ws::text(auth)).await.map_err(|e| e.to_string())?;
+            loop {
+                match ws.next().await {
+                    Some(Ok(Ws::Text(t))) => return Ok((ws, decode(&t)?)),
+                    Some(Ok(Ws::Close(f))) => return Err(format!("closed during auth: {f:?}")),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("closed during auth".into()),
+                }
+            }
+        })
+        .await;
+        let (mut ws, frame) = match ready {
+            Err(_) => return (End::Lost("connect timed out".into()), false),
+            Ok(Err(reason)) => return (End::Lost(reason), false),
+            Ok(Ok(pair)) => pair,
+        };
+        let heartbeat = match frame {
+            ServerFrame::Ready { user, device_id, heartbeat_interval_ms, channels } => {
+                for c in &channels {
+                    self.order.join(c.id, c.last_message_id);
+                }
+                self.order.reset_syncs();
+                let behind: Vec<ChannelId> = channels
+                    .iter()
+                    .filter(|c| self.order.delivered(c.id).is_some_and(|d| d < c.last_message_id))
+                    .map(|c| c.id)
+                    .collect();
+                if self.events.send(Event::Ready { user, device_id, channels }).await.is_err() {
+                    return (End::Closed, true);
+                }
+                if let Some(first) = first.take() {
+                    let _ = first.send(Ok(()));
+                }
+                for channel in behind {
+                    if let Some(after) = self.order.start_sync(channel) {
+                        if let Err(e) = send_sync(&mut ws, channel, after).await {
+                            return (End::Lost(e), true);
+                        }
+                    }
+                }
+                Duration::from_millis(heartbeat_interval_ms.max(100))
+            }
+            ServerFrame::Error { code: ErrorCode::Unauthorized, message, .. } => {
+                return (End::Refused(WireError::new(ErrorCode::Unauthorized, message)), false)
+            }
+            other => return (End::Lost(format!("expected ready, got {other:?}")), false),
+        };
+        for p in &mut self.pending {
+            p.in_flight = false;
+        }
+        let end = self.serve(&mut ws, heartbeat).await;
+        if matches!(end, End::Closed) {
+            let _ = ws.close(None).await;
+        }
+        (end, true)
+    }
+
+    /// Writes every pending send not yet on this connection, in order.
+    async fn flush_pending(&mut self, ws: &mut Socket) -> Result<(), String> {
+        if self.retry_at.is_some_and(|at| at > Instant::now()) {
+            return Ok(());
+        }
+        self.retry_at = None;
+        for p in self.pending.iter_mut().filter(|p| !p.in_flight) {
+            ws.feed(Ws::text(p.frame.clone())).await.map_err(|e| e.to_string())?;
+            p.in_flight = true;
+        }
+        ws.flush().await.map_err(|e| e.to_string())
+    }
+
+    async fn serve(&mut self, ws: &mut Socket, heartbeat: Duration) -> End {
+        let dead_after = heartbeat * 3;
+        let mut last_heard = Instant::now();
+        let mut ping = tokio::time::interval(heartbeat);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if let Err(e) = self.flush_pending(ws).await {
+                return End::Lost(e);
+            }
+            let retry = self.retry_at;
+            tokio::select! {
+                next = ws.next() => {
+                    last_heard = Instant::now();
+                    let text = match next {
+                        Some(Ok(Ws::Text(t))) => t,
+                        Some(Ok(Ws::Close(frame))) => return End::Lost(format!("server closed: {frame:?}")),
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => return End::Lost(e.to_string()),
+                        None => return End::Lost("connection ended".into()),
+                    };
+                    let frame = match decode(&text) {
+                        Ok(frame) => frame,
+                        Err(e) => return End::Lost(e),
+                    };
+                    if let Err(end) = self.on_frame(ws, frame).await {
+                        return end;
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    Some(Command::Send { client_msg_id, target, text, reply }) => self.queue(client_msg_id, target, text, reply),
+                    Some(Command::Frame(frame)) => {
+                        if let Err(e) = ws.send(Ws::text(frame.to_string())).await {
+                            return End::Lost(e.to_string());
+                        }
+                    }
+                    Some(Command::Close(done)) => {
+                        let _ = done.send(());
+                        return End::Closed;
+                    }
+                    None => return End::Closed,
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > dead_after {
+                        return End::Lost("server silent".into());
+                    }
+                    if let Err(e) = ws.send(Ws::text(r#"{"type":"ping"}"#)).await {
+                        return End::Lost(e.to_string());
+                    }
+                }
+                _ = async { tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)).await }, if retry.is_some() => {}
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, ws: &mut Socket, frame: ServerFrame) -> Result<(), End> {
+        let emit = |events: &mpsc::Sender<Event>, event| {
+            let events = events.clone();
+            async move { events.send(event).await.map_err(|_| End::Closed) }
+        };
+        match frame {
+            ServerFrame::Ack { client_msg_id, channel_id, message_id, created_at } => {
+                if let Some(i) = self.pending.iter().position(|p| p.client_msg_id == client_msg_id) {
+                    let p = self.pending.remove(i);
+                    let _ = p.reply.send(Ok(Ack { client_msg_id, channel_id, message_id, created_at }));
+                }
+            }
+            ServerFrame::Error { code, message, reference, retry_after_ms } => {
+                let cmid = reference.as_ref().and_then(Value::as_str);
+                if let Some(i) = cmid.and_then(|c| self.pending.iter().position(|p| p.client_msg_id == c)) {
+                    if is_transient(code) {
+                        self.pending[i].in_flight = false;
+                        let wait = Duration::from_millis(retry_after_ms.unwrap_or(500));
+                        self.retry_at = Some(Instant::now() + wait);
+                    } else {
+                        let p = self.pending.remove(i);
+                        let _ = p.reply.send(Err(ClientError::Server(WireError { code, message, retry_after_ms })));
+                    }
+                } else {
+                    tracing::debug!(?code, %message, "server error frame");
+                }
+            }
+            ServerFrame::Message(message) => {
+                for m in self.order.admit(message) {
+                    emit(&self.events, Event::Message(m)).await?;
+                }
+                for (channel, after) in self.order.gaps_to_sync() {
+                    send_sync(ws, channel, after).await.map_err(End::Lost)?;
+                }
+            }
+            ServerFrame::Synced { channel_id, has_more, .. } => {
+                if let Some(after) = self.order.synced(channel_id, has_more) {
+                    send_sync(ws, channel_id, after).await.map_err(End::Lost)?;
+                }
+                for (channel, after) in self.order.gaps_to_sync() {
+                    send_sync(ws, channel, after).await.map_err(End::Lost)?;
+                }
+            }
+            ServerFrame::Channel { channel } => {
+                self.order.join(channel.id, channel.last_message_id);
+                emit(&self.events, Event::Server(ServerFrame::Channel { channel })).await?;
+            }
+            ServerFrame::ChannelRemoved { channel_id } => {
+                self.order.leave(channel_id);
+                emit(&self.events, Event::Server(ServerFrame::ChannelRemoved { channel_id })).await?;
+            }
+            ServerFrame::Pong | ServerFrame::Ready { .. } => {}
+            other => emit(&self.events, Event::Server(other)).await?,
+        }
+        Ok(())
+    }
+}
+
+async fn send_sync(ws: &mut Socket, channel: ChannelId, after: MessageId) -> Result<(), String> {
+    let frame = json!({"type": "sync", "channel_id": channel, "after": after, "limit": SYNC_PAGE});
+    ws.send(Ws::text(frame.to_string())).await.map_err(|e| e.to_string())
+}
+
+fn decode(text: &str) -> Result<ServerFrame, String> {
+    serde_json::from_str(text).map_err(|e| format!("undecodable frame: {e}"))
+}
