@@ -30,6 +30,11 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Measure speed, memory per connection and correctness.
+    Bench(chinwag_bench::BenchArgs),
+    /// (internal) Hold idle connections for `bench`.
+    #[command(hide = true)]
+    BenchWorker(chinwag_bench::WorkerArgs),
 }
 
 fn main() -> Result<()> {
@@ -41,14 +46,32 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    raise_fd_limit();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
+        Command::Bench(args) => {
+            let exe = std::env::current_exe().context("locating the chinwag binary")?;
+            runtime.block_on(chinwag_bench::run(args, &exe)).map(|_| ())
+        }
+        Command::BenchWorker(args) => runtime.block_on(chinwag_bench::worker(args)),
         Command::Serve { config, settings } => {
             let settings = match config {
                 Some(path) => settings.or(Settings::from_file(&path)?),
                 None => settings,
             };
             runtime.block_on(serve(settings))
+        }
+    }
+}
+
+/// Many sockets need many descriptors: lift the soft limit to the hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, "could not raise the open file limit");
+            }
         }
     }
 }

@@ -3,7 +3,10 @@
 //! what was missed.
 
 use crate::order::Ordering;
-use crate::{is_transient, Ack, Api, ClientConfig, ClientError, Command, Event, Target};
+use crate::{is_transient, Ack, Api, ClientConfig, ClientError, Command, Event, Target, WireStats};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use chinwag_proto::{ChannelId, ErrorCode, MessageId, ServerFrame, WireError};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -46,13 +49,25 @@ pub(crate) struct Driver {
     order: Ordering,
     /// When sends refused as transient may be tried again.
     retry_at: Option<Instant>,
+    stats: Arc<WireStats>,
+}
+
+/// Small socket buffers: a client may hold thousands of connections
+/// (the benchmark does), and frames larger than a buffer still work.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(8 * 1024)
 }
 
 impl Driver {
-    pub fn new(config: ClientConfig, commands: mpsc::Receiver<Command>, events: mpsc::Sender<Event>) -> Self {
+    pub fn new(
+        config: ClientConfig,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+        stats: Arc<WireStats>,
+    ) -> Self {
         let order = Ordering::with_cursors(&config.cursors);
         let api = Api::new(&config.base_url);
-        Driver { config, api, commands, events, pending: Vec::new(), order, retry_at: None }
+        Driver { config, api, commands, events, pending: Vec::new(), order, retry_at: None, stats }
     }
 
     pub async fn run(mut self, first: oneshot::Sender<Result<(), ClientError>>) {
@@ -75,6 +90,7 @@ impl Driver {
                         }
                         break;
                     }
+                    self.stats.reconnects.fetch_add(1, Relaxed);
                     let _ = self.events.send(Event::Disconnected { reason }).await;
                 }
             }
@@ -124,7 +140,10 @@ impl Driver {
             self.api.ws_url()
         };
         let Some(bind) = self.config.bind_ip else {
-            let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| e.to_string())?;
+            // `true`: no Nagle delay on small frames.
+            let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true)
+                .await
+                .map_err(|e| e.to_string())?;
             return Ok(ws);
         };
         let authority = url.split("//").nth(1).and_then(|rest| rest.split('/').next()).ok_or("bad ws url")?;
@@ -133,7 +152,8 @@ impl Driver {
             .map_err(|e| e.to_string())?;
         socket.bind((bind, 0).into()).map_err(|e| e.to_string())?;
         let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
-        let (ws, _) = tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream))
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url.as_str(), MaybeTlsStream::Plain(stream), Some(ws_config()))
             .await
             .map_err(|e| e.to_string())?;
         Ok(ws)
@@ -298,10 +318,16 @@ impl Driver {
                 }
             }
             ServerFrame::Message(message) => {
+                match self.order.delivered(message.channel_id) {
+                    Some(d) if message.message_id <= d => self.stats.repeats_dropped.fetch_add(1, Relaxed),
+                    Some(d) if message.message_id > d.next() => self.stats.early_held.fetch_add(1, Relaxed),
+                    _ => 0,
+                };
                 for m in self.order.admit(message) {
                     emit(&self.events, Event::Message(m)).await?;
                 }
                 for (channel, after) in self.order.gaps_to_sync() {
+                    self.stats.gap_syncs.fetch_add(1, Relaxed);
                     send_sync(ws, channel, after).await.map_err(End::Lost)?;
                 }
             }

@@ -35,6 +35,8 @@ pub use backoff::Backoff;
 use chinwag_proto::{Channel, ChannelId, DeviceId, ErrorCode, Message, MessageId, ServerFrame, User, UserId, WireError};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -128,10 +130,32 @@ pub(crate) enum Command {
     Close(oneshot::Sender<()>),
 }
 
-/// A live session with a chinwag server.
+/// A live session with a chinwag server: a [`ClientHandle`] to act with and
+/// the stream of events.
 pub struct Client {
-    commands: mpsc::Sender<Command>,
+    handle: ClientHandle,
     events: mpsc::Receiver<Event>,
+}
+
+/// The acting half of a client; cheap to clone into many tasks.
+#[derive(Clone)]
+pub struct ClientHandle {
+    commands: mpsc::Sender<Command>,
+    stats: Arc<WireStats>,
+}
+
+/// What the client had to repair on the wire (all zero against a correct
+/// server on a healthy connection).
+#[derive(Debug, Default)]
+pub struct WireStats {
+    /// Messages received again (already handed to the application).
+    pub repeats_dropped: AtomicU64,
+    /// Messages received before an earlier one of their channel.
+    pub early_held: AtomicU64,
+    /// Syncs started to fill a hole in a channel.
+    pub gap_syncs: AtomicU64,
+    /// Connections re-established after a loss.
+    pub reconnects: AtomicU64,
 }
 
 impl Client {
@@ -141,16 +165,42 @@ impl Client {
         let (commands, command_rx) = mpsc::channel(1024);
         let (event_tx, events) = mpsc::channel(config.event_queue.max(16));
         let (first, first_rx) = oneshot::channel();
-        tokio::spawn(driver::Driver::new(config, command_rx, event_tx).run(first));
+        let stats = Arc::new(WireStats::default());
+        tokio::spawn(driver::Driver::new(config, command_rx, event_tx, stats.clone()).run(first));
         match first_rx.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(ClientError::Closed),
         }
         // The `ready` is already queued: the application's first event.
-        Ok(Client { commands, events })
+        Ok(Client { handle: ClientHandle { commands, stats }, events })
     }
 
+    /// A handle for sending from other tasks while this one reads events.
+    pub fn handle(&self) -> ClientHandle {
+        self.handle.clone()
+    }
+
+    /// The next event; `None` once the client is closed for good.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    pub async fn send(&self, target: Target, text: &str) -> Result<Ack, ClientError> {
+        self.handle.send(target, text).await
+    }
+
+    pub async fn send_with_id(&self, target: Target, client_msg_id: &str, text: &str) -> Result<Ack, ClientError> {
+        self.handle.send_with_id(target, client_msg_id, text).await
+    }
+
+    /// Closes the socket cleanly; unacknowledged sends fail with `Closed`.
+    pub async fn close(self) {
+        self.handle.close().await
+    }
+}
+
+impl ClientHandle {
     /// Sends `text` with a fresh `client_msg_id`; returns once it is stored.
     pub async fn send(&self, target: Target, text: &str) -> Result<Ack, ClientError> {
         self.send_with_id(target, &new_client_msg_id(), text).await
@@ -177,13 +227,13 @@ impl Client {
         self.commands.send(Command::Frame(frame)).await.map_err(|_| ClientError::Closed)
     }
 
-    /// The next event; `None` once the client is closed for good.
-    pub async fn next_event(&mut self) -> Option<Event> {
-        self.events.recv().await
+    /// Counters of what the client repaired on the wire.
+    pub fn stats(&self) -> &WireStats {
+        &self.stats
     }
 
     /// Closes the socket cleanly; unacknowledged sends fail with `Closed`.
-    pub async fn close(self) {
+    pub async fn close(&self) {
         let (done, closed) = oneshot::channel();
         if self.commands.send(Command::Close(done)).await.is_ok() {
             let _ = closed.await;

@@ -89,6 +89,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> 
     let router = api::router(app.clone());
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let shutdown = app.shutdown.clone();
+    use axum::serve::ListenerExt;
+    // Small frames must leave at once: Nagle's algorithm with delayed ACKs
+    // would hold acks and deliveries back by ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -1,0 +1,314 @@
+//! The scenarios: `direct`, `group`, `idle`, `reconnect`, and the users
+//! and channels they need.
+
+use crate::load::{self, LoadOutcome, Pace, Participant};
+use crate::server::rss_of;
+use crate::stats::{ChannelTrack, Correctness, Hist};
+use anyhow::{Context, Result};
+use chinwag_client::{Api, Client, ClientConfig, Event, Target};
+use chinwag_proto::{ChannelId, MessageId, UserId};
+use indicatif::ProgressBar;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+pub const PASSWORD: &str = "benchmark password";
+
+/// A signed-up user with a device token.
+#[derive(Debug, Clone)]
+pub struct BenchUser {
+    pub id: UserId,
+    pub token: String,
+}
+
+/// Signs up and logs in `n` users named `<prefix>_<i>`, a few at a time
+/// (each costs the server two password hashes).
+pub async fn make_users(api: &Api, prefix: &str, n: usize) -> Result<Vec<BenchUser>> {
+    let gate = Arc::new(Semaphore::new(8));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (api, gate, name) = (api.clone(), gate.clone(), format!("{prefix}_{i}"));
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await;
+            let user = api.signup(&name, PASSWORD).await?;
+            let session = api.login(&name, PASSWORD).await?;
+            Ok::<_, chinwag_client::ClientError>(BenchUser { id: user.id, token: session.token })
+        }));
+    }
+    let mut users = Vec::with_capacity(n);
+    for t in tasks {
+        users.push(t.await?.context("creating a benchmark user")?);
+    }
+    Ok(users)
+}
+
+/// Connects one client per token, many at a time.
+pub async fn connect_all(base_url: &str, tokens: &[String], bind: impl Fn(usize) -> Option<IpAddr>) -> Result<Vec<Client>> {
+    let gate = Arc::new(Semaphore::new(256));
+    let mut tasks = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let mut config = ClientConfig::new(base_url, token);
+        config.bind_ip = bind(i);
+        config.event_queue = 8192;
+        let gate = gate.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await;
+            Client::connect(config).await
+        }));
+    }
+    let mut clients = Vec::with_capacity(tokens.len());
+    for t in tasks {
+        clients.push(t.await?.context("connecting a benchmark client")?);
+    }
+    Ok(clients)
+}
+
+/// Source address for connection `i`: a new 127.0.0.x every 25,000
+/// connections, since one address has about 28,000 ephemeral ports.
+pub fn spread_bind(i: usize) -> Option<IpAddr> {
+    let x = 1 + (i / 25_000) as u8;
+    (x > 1).then(|| IpAddr::from([127, 0, 0, x]))
+}
+
+/// `pairs` pairs of users, each pair chatting in its direct channel.
+pub async fn direct(
+    api: &Api,
+    base_url: &str,
+    users: &[BenchUser],
+    pace: Pace,
+    payload: usize,
+    duration: Duration,
+    progress: &ProgressBar,
+) -> Result<LoadOutcome> {
+    let mut channel_of = Vec::with_capacity(users.len());
+    for pair in users.chunks_exact(2) {
+        let channel = api.direct(&pair[0].token, pair[1].id).await?.id;
+        channel_of.extend([channel, channel]);
+    }
+    let tokens: Vec<String> = users.iter().take(channel_of.len()).map(|u| u.token.clone()).collect();
+    let clients = connect_all(base_url, &tokens, |_| None).await?;
+    let participants = clients
+        .into_iter()
+        .zip(channel_of)
+        .map(|(client, channel)| Participant { client, sends_to: Some(channel) })
+        .collect();
+    Ok(load::run(participants, pace, payload, duration, Duration::from_secs(10), progress).await)
+}
+
+/// The same pairs against the bare relay (no HTTP: ids made up).
+pub async fn direct_relay(relay_url: &str, pairs: usize, pace: Pace, payload: usize, duration: Duration, progress: &ProgressBar) -> Result<LoadOutcome> {
+    let tokens: Vec<String> = (0..pairs * 2).map(|i| format!("relay:{}:{}", i + 1, i / 2 + 1)).collect();
+    let clients = connect_all(relay_url, &tokens, |_| None).await?;
+    let participants = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| Participant { client, sends_to: Some(ChannelId((i / 2 + 1) as i64)) })
+        .collect();
+    Ok(load::run(participants, pace, payload, duration, Duration::from_secs(10), progress).await)
+}
+
+/// Groups of `size` members, every member sending.
+pub async fn group(
+    api: &Api,
+    base_url: &str,
+    users: &[BenchUser],
+    size: usize,
+    pace: Pace,
+    payload: usize,
+    duration: Duration,
+    progress: &ProgressBar,
+) -> Result<LoadOutcome> {
+    let mut channel_of = Vec::new();
+    for members in users.chunks_exact(size) {
+        let ids: Vec<UserId> = members.iter().map(|m| m.id).collect();
+        let channel = api.group(&members[0].token, "bench group", &ids).await?.id;
+        channel_of.extend(std::iter::repeat_n(channel, size));
+    }
+    let tokens: Vec<String> = users.iter().take(channel_of.len()).map(|u| u.token.clone()).collect();
+    let clients = connect_all(base_url, &tokens, |_| None).await?;
+    let participants = clients
+        .into_iter()
+        .zip(channel_of)
+        .map(|(client, channel)| Participant { client, sends_to: Some(channel) })
+        .collect();
+    Ok(load::run(participants, pace, payload, duration, Duration::from_secs(15), progress).await)
+}
+
+/// Idle connections and what they cost the server.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IdleOutcome {
+    pub connections: usize,
+    pub connect_seconds: f64,
+    pub server_rss_before_bytes: Option<u64>,
+    pub server_rss_after_bytes: Option<u64>,
+    pub bytes_per_connection: Option<f64>,
+}
+
+/// Opens `tokens.len()` authenticated connections and holds them; reports
+/// the server's memory growth per connection. Returns the clients so the
+/// caller decides when to drop them.
+pub async fn idle(base_url: &str, tokens: &[String], first_index: usize, server_pid: Option<u32>) -> Result<(IdleOutcome, Vec<Client>)> {
+    let before = server_pid.and_then(rss_of);
+    let start = Instant::now();
+    let clients = connect_all(base_url, tokens, |i| spread_bind(first_index + i)).await?;
+    let connect_seconds = start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server_pid.and_then(rss_of);
+    let per = match (before, after) {
+        (Some(b), Some(a)) if !clients.is_empty() => Some(a.saturating_sub(b) as f64 / clients.len() as f64),
+        _ => None,
+    };
+    let outcome = IdleOutcome {
+        connections: clients.len(),
+        connect_seconds,
+        server_rss_before_bytes: before,
+        server_rss_after_bytes: after,
+        bytes_per_connection: per,
+    };
+    Ok((outcome, clients))
+}
+
+/// Connection churn while messages keep flowing.
+#[derive(Debug, Default)]
+pub struct ChurnOutcome {
+    pub reconnects: u64,
+    pub ready: Hist,
+    pub messages: u64,
+    pub elapsed: Duration,
+    pub correctness: Correctness,
+}
+
+/// `churners` members of a group reconnect again and again (each time from
+/// their own cursor) while one member sends at `rate_per_s`; every churner
+/// must end with every message exactly once and in order.
+pub async fn reconnect(
+    api: &Api,
+    base_url: &str,
+    users: &[BenchUser],
+    rate_per_s: f64,
+    duration: Duration,
+    progress: &ProgressBar,
+) -> Result<ChurnOutcome> {
+    let (sender, churners) = users.split_first().context("reconnect needs users")?;
+    let ids: Vec<UserId> = users.iter().map(|u| u.id).collect();
+    let channel = api.group(&sender.token, "churn", &ids).await?.id;
+    let start = Instant::now();
+    let deadline = start + duration;
+    let sending = {
+        let client = Client::connect(ClientConfig::new(base_url, &sender.token)).await?;
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            let mut last = 0;
+            let interval = Duration::from_secs_f64(1.0 / rate_per_s.max(0.1));
+            while Instant::now() < deadline {
+                if let Ok(ack) = client.send(Target::Channel(channel), "churn").await {
+                    sent += 1;
+                    last = ack.message_id.0;
+                }
+                tokio::time::sleep(interval).await;
+            }
+            client.close().await;
+            (sent, last)
+        })
+    };
+    let mut tasks = Vec::new();
+    for (i, churner) in churners.iter().enumerate() {
+        let (base, token) = (base_url.to_owned(), churner.token.clone());
+        tasks.push(tokio::spawn(async move { churn(&base, &token, channel, deadline, i as u64).await }));
+    }
+    let ticker = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                progress.set_position(start.elapsed().as_millis().min(duration.as_millis()) as u64);
+            }
+        })
+    };
+    let (messages, last_id) = sending.await?;
+    let mut outcome = ChurnOutcome { messages, ..ChurnOutcome::default() };
+    for t in tasks {
+        let (reconnects, ready, track, correctness, cursor_base) = t.await??;
+        outcome.reconnects += reconnects;
+        outcome.ready.merge(&ready);
+        outcome.correctness.add(&correctness);
+        // Catch up to the end: what is still missing counts as lost.
+        let (track, correctness) = finish(base_url, &cursor_base, channel, track, last_id).await?;
+        outcome.correctness.add(&correctness);
+        outcome.correctness.lost += (last_id - track.last).max(0) as u64;
+    }
+    ticker.abort();
+    outcome.elapsed = start.elapsed();
+    Ok(outcome)
+}
+
+/// Reconnects, ready latencies, final position, counts, and the token.
+type ChurnResult = Result<(u64, Hist, ChannelTrack, Correctness, String)>;
+
+async fn churn(base: &str, token: &str, channel: ChannelId, deadline: Instant, seed: u64) -> ChurnResult {
+    let mut track = ChannelTrack::default();
+    let mut correctness = Correctness::default();
+    let mut ready = Hist::default();
+    let mut reconnects = 0;
+    let mut first = true;
+    while Instant::now() < deadline {
+        let mut config = ClientConfig::new(base, token);
+        if !first {
+            config.cursors = HashMap::from([(channel, MessageId(track.last))]);
+        }
+        let started = Instant::now();
+        let mut client = Client::connect(config).await?;
+        ready.record(started.elapsed());
+        if first {
+            if let Some(Event::Ready { channels, .. }) = client.next_event().await {
+                track.last = channels.iter().find(|c| c.id == channel).map_or(0, |c| c.last_message_id.0);
+            }
+            first = false;
+        } else {
+            reconnects += 1;
+        }
+        let stay = Duration::from_millis(50 + (seed * 37 + reconnects * 53) % 150);
+        let until = tokio::time::Instant::now() + stay;
+        loop {
+            tokio::select! {
+                event = client.next_event() => match event {
+                    Some(Event::Message(m)) if m.channel_id == channel => track.observe(m.message_id.0, &mut correctness),
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(until) => break,
+            }
+        }
+        client.close().await;
+    }
+    Ok((reconnects, ready, track, correctness, token.to_owned()))
+}
+
+/// One last connection from the churner's cursor, reading up to `last_id`.
+async fn finish(
+    base: &str,
+    token: &str,
+    channel: ChannelId,
+    mut track: ChannelTrack,
+    last_id: i64,
+) -> Result<(ChannelTrack, Correctness)> {
+    let mut config = ClientConfig::new(base, token);
+    config.cursors = HashMap::from([(channel, MessageId(track.last))]);
+    let mut client = Client::connect(config).await?;
+    let mut correctness = Correctness::default();
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while track.last < last_id {
+        tokio::select! {
+            event = client.next_event() => match event {
+                Some(Event::Message(m)) if m.channel_id == channel => track.observe(m.message_id.0, &mut correctness),
+                Some(_) => {}
+                None => break,
+            },
+            _ = tokio::time::sleep_until(until) => break,
+        }
+    }
+    client.close().await;
+    Ok((track, correctness))
+}
