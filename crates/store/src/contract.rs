@@ -162,6 +162,47 @@ pub async fn concurrent_appends_have_no_gaps(store: Arc<dyn Store>) {
     assert_eq!(ids, (1..=200).collect::<Vec<_>>());
 }
 
+/// Refused writes that share a batch with accepted ones leave no trace.
+pub async fn refused_writes_leave_no_trace(store: Arc<dyn Store>) {
+    let (a, b) = two_users(&*store).await;
+    let outsider = user(&*store, "outsider").await;
+    let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let store = store.clone();
+        let sender = if i % 2 == 0 { a } else { outsider };
+        tasks.push(tokio::spawn(async move {
+            store
+                .append_message(NewMessage {
+                    channel_id: ch.id,
+                    sender_id: sender,
+                    client_msg_id: format!("m{i}"),
+                    text: format!("text {i}"),
+                    created_at: 1,
+                })
+                .await
+        }));
+    }
+    let mut ok = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(appended) => ok.push(appended.message.message_id.0),
+            Err(StoreError::NotAMember) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    ok.sort();
+    assert_eq!(ok, (1..=50).collect::<Vec<_>>());
+    let page = store.messages(ch.id, HistoryQuery::Latest, 200, a).await.unwrap();
+    assert_eq!(page.messages.len(), 50);
+    assert!(page.messages.iter().all(|m| m.sender_id == a));
+    let search = store
+        .search(a, SearchQuery { terms: vec!["text".into()], channel: None, before: None, limit: 100 })
+        .await
+        .unwrap();
+    assert_eq!(search.messages.len(), 50);
+}
+
 pub async fn history_pages(store: &dyn Store) {
     let (a, b) = two_users(store).await;
     let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
@@ -318,6 +359,12 @@ macro_rules! store_contract_tests {
             case!(closed_store_refuses_work);
             case!(contacts_and_presence_audience);
             case!(search_and_mentions);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn refused_writes_leave_no_trace() {
+                let (_guard, store) = $open().await;
+                $crate::contract::refused_writes_leave_no_trace(Arc::new(store)).await;
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_appends_have_no_gaps() {

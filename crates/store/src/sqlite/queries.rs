@@ -528,3 +528,23 @@ pub fn mentions(c: &Connection, viewer: UserId, before: Option<i64>, limit: u32)
         .collect::<rusqlite::Result<_>>()?;
     Ok(feed_page(rows, limit))
 }
+
+/// Adds the messages stored since the last call to the search index, as
+/// the last statement of a batch. Once FTS5 has been written in a
+/// transaction it flushes at every later statement, so indexing per message
+/// would flush per message; this flushes once per batch, and a message is
+/// still searchable as soon as its batch commits.
+pub fn index_new_messages(c: &Connection) -> Result<()> {
+    let indexed: i64 = c
+        .prepare_cached("SELECT indexed_rowid FROM search_progress WHERE id = 1")?
+        .query_row([], |row| row.get(0))?;
+    let newest: i64 = c
+        .prepare_cached("SELECT coalesce(max(rowid), 0) FROM messages")?
+        .query_row([], |row| row.get(0))?;
+    if newest > indexed {
+        c.prepare_cached("INSERT INTO messages_fts (rowid, text) SELECT rowid, text FROM messages WHERE rowid > ?1")?
+            .execute([indexed])?;
+        c.prepare_cached("UPDATE search_progress SET indexed_rowid = ?1 WHERE id = 1")?.execute([newest])?;
+    }
+    Ok(())
+}

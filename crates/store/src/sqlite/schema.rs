@@ -72,12 +72,22 @@ CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
     INSERT INTO messages_fts (rowid, text) VALUES (new.rowid, new.text);
 END;
 INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+"#, r#"
+DROP TRIGGER messages_fts_insert;
+CREATE TABLE search_progress (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    indexed_rowid INTEGER NOT NULL
+);
+INSERT INTO search_progress (id, indexed_rowid) VALUES (1, (SELECT coalesce(max(rowid), 0) FROM messages));
 "#];
 
 fn pragmas(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // 64 MiB of page cache per connection (negative = KiB): the hot parts
+    // of the indexes stay in memory instead of being re-read every time.
+    conn.pragma_update(None, "cache_size", -65_536)?;
     Ok(())
 }
 
@@ -92,7 +102,17 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         return Err(StoreError::Backend(format!("journal_mode is {mode}, not wal").into()));
     }
     pragmas(&conn)?;
+    // Checkpoints run on their own thread (see `checkpoint_loop`).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     migrate(&conn)?;
+    Ok(conn)
+}
+
+/// The connection of the background checkpointer.
+pub(super) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
 }
 
