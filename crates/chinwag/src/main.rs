@@ -47,6 +47,7 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     raise_fd_limit();
+    return_large_buffers_to_the_os();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
         Command::Bench(args) => {
@@ -61,6 +62,19 @@ fn main() -> Result<()> {
             };
             runtime.block_on(serve(settings))
         }
+    }
+}
+
+/// glibc raises its mmap threshold after the first large free, after which
+/// multi-megabyte buffers (argon2 takes 19 MiB per hash) are carved from
+/// per-thread arenas and never given back. A fixed threshold keeps them
+/// mmapped, so they return to the OS when freed.
+fn return_large_buffers_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
 

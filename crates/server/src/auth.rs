@@ -10,8 +10,19 @@ use chinwag_proto::WireError;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+/// Password hashes computed at once: one per core. Each takes ~19 MiB and
+/// a core for tens of milliseconds, so more at once only queues in the
+/// kernel and multiplies memory (and a signup flood would exhaust both).
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
 /// Hashes a password off the async runtime (argon2 is deliberately slow).
 pub async fn hash_password(password: String) -> Result<String, WireError> {
+    let _slot = hashing_slots().acquire().await.map_err(|_| WireError::internal())?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -28,6 +39,7 @@ pub async fn hash_password(password: String) -> Result<String, WireError> {
 
 /// Checks a password against a stored hash, off the async runtime.
 pub async fn verify_password(password: String, hash: String) -> bool {
+    let Ok(_slot) = hashing_slots().acquire().await else { return false };
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
             .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())

@@ -182,7 +182,9 @@ impl Connection {
         let (events_tx, mut events) = mpsc::channel(self.app.config.outbound_queue_frames);
         // Subscribed before the snapshot: whatever happens after it arrives.
         let _subscription = self.app.bus.subscribe(session.user_id, events_tx);
-        let (replies_tx, mut replies) = mpsc::channel::<ServerFrame>(REPLY_QUEUE);
+        // Encoded frames, not `ServerFrame`s: a channel allocates its first
+        // block of slots up front, and every idle socket pays for it.
+        let (replies_tx, mut replies) = mpsc::channel::<Utf8Bytes>(REPLY_QUEUE);
         let mut state = match self.ready(session).await {
             Ok(state) => state,
             Err(closing) => return closing,
@@ -204,7 +206,7 @@ impl Connection {
                     Ok(Inbound::Other) => Ok(()),
                     Err(closing) => Err(closing),
                 },
-                Some(reply) = replies.recv() => self.write_frame(&reply).await,
+                Some(reply) = replies.recv() => self.write_all([WsMessage::Text(reply)]).await,
                 event = events.recv() => match event {
                     Some(first) => self.on_events(&mut state, first, &mut events).await,
                     // The bus dropped our queue: we fell too far behind.
@@ -261,7 +263,7 @@ impl Connection {
         Ok(State { user: session.user_id, device: session.device_id, cursors })
     }
 
-    async fn on_frame(&mut self, state: &mut State, text: &str, replies: &mpsc::Sender<ServerFrame>) -> Step {
+    async fn on_frame(&mut self, state: &mut State, text: &str, replies: &mpsc::Sender<Utf8Bytes>) -> Step {
         let (frame, reference) = match ClientFrame::decode(text) {
             Ok(decoded) => decoded,
             Err(e) => return self.write_error(&e.error, e.reference).await,
@@ -300,7 +302,7 @@ impl Connection {
         client_msg_id: String,
         text: String,
         reference: Option<Value>,
-        replies: &mpsc::Sender<ServerFrame>,
+        replies: &mpsc::Sender<Utf8Bytes>,
     ) -> Result<(), WireError> {
         let finish = self.app.submit_message(user, target, client_msg_id.clone(), text).await?;
         let replies = replies.clone();
@@ -316,7 +318,7 @@ impl Connection {
             };
             // The socket may be gone; the message is stored either way and
             // the client learns its id when it resends after reconnecting.
-            let _ = replies.send(reply).await;
+            let _ = replies.send(Utf8Bytes::from(reply.to_json())).await;
         });
         Ok(())
     }

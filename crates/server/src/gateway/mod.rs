@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// Bytes read from a socket at a time; small, because every idle
 /// connection keeps this buffer (larger frames grow it as needed).
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Bytes gathered before a write to the socket (a flush writes the rest).
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
