@@ -13,6 +13,7 @@ mod members;
 pub mod metrics;
 mod presence;
 mod ratelimit;
+mod web;
 
 pub use config::ServerConfig;
 pub use error::ApiError;

@@ -156,3 +156,21 @@ pub async fn mark_read(
     app.mark_read(session.user_id, ChannelId(id), body.message_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Every member's read marker (lets a client show "seen" after a reload).
+pub async fn reads(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>> {
+    let channel = app.channel_for(session.user_id, ChannelId(id)).await?;
+    let state = app
+        .store
+        .channel_state(channel.id)
+        .await?
+        .ok_or_else(|| ApiError(WireError::not_found("channel")))?;
+    let mut reads: Vec<(UserId, MessageId)> = state.read_markers.into_iter().collect();
+    reads.sort();
+    let reads: Vec<Value> = reads.into_iter().map(|(u, m)| json!({ "user_id": u, "message_id": m })).collect();
+    Ok(Json(json!({ "reads": reads })))
+}

@@ -31,6 +31,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/channels/{id}/members/{user_id}", delete(channels::remove_member))
         .route("/v1/channels/{id}/messages", get(channels::history).post(channels::post_message))
         .route("/v1/channels/{id}/read", put(channels::mark_read))
+        .route("/v1/channels/{id}/reads", get(channels::reads))
         .route("/v1/contacts", get(social::contacts))
         .route("/v1/contacts/{user_id}", put(social::add_contact).delete(social::remove_contact))
         .route("/v1/presence", get(social::presence))
@@ -39,6 +40,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/discovery", get(social::discovery))
         .route("/metrics", get(social::metrics))
         .route("/v1/ws", get(crate::gateway::upgrade))
+        .merge(crate::web::routes())
         .fallback(|| async { ApiError(WireError::not_found("endpoint")) })
         .method_not_allowed_fallback(|| async {
             ApiError(WireError::bad_request("method not allowed on this endpoint"))
