@@ -395,6 +395,7 @@ async function openChat(id, jumpTo) {
   $('composer-error').textContent = '';
   renderHeader();
   renderConversations();
+  renderTyping();
   const m = bucket(id);
   if (jumpTo) {
     const page = await api('GET', `/v1/channels/${id}/messages?around=${jumpTo}&limit=${PAGE}`);
@@ -732,6 +733,11 @@ function wire() {
   $('search-form').addEventListener('submit', (ev) => { ev.preventDefault(); search($('search-input').value).catch(showSidebarError); });
   document.addEventListener('visibilitychange', markRead);
   window.addEventListener('focus', markRead);
+  // Leaving the page closes the socket at once (others see us go offline
+  // now, not after the heartbeat timeout); a page restored from the
+  // back/forward cache connects again.
+  window.addEventListener('pagehide', () => { if (state.me) conn.stop(); });
+  window.addEventListener('pageshow', (ev) => { if (ev.persisted && state.me) { banner('Connecting…'); conn.start(); } });
   // Another tab logged out or in: follow it.
   window.addEventListener('storage', (ev) => { if (ev.key === 'chinwag.token' && !ev.newValue && state.me) signedOut(); });
   setInterval(() => { if (state.me) { renderConversations(); if (state.current) renderHeader(); } }, 30000);

@@ -1,0 +1,246 @@
+//! The web client in real headless Chromium, driven through WebDriver
+//! (Debian's `chromium` and `chromium-driver`): two people sign up, chat,
+//! see presence and read state, make a group, reload, and keep chatting
+//! across a server restart. Screenshots land in `target/screenshots/`.
+
+mod common;
+
+use common::*;
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use serde_json::json;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const ENTER: &str = "\u{E007}";
+
+/// A chromedriver process on a free port.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    fn start() -> ChromeDriver {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver) must be installed: run ./scripts/test");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ChromeDriver { child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    async fn browser(&self, profile: &tempfile::TempDir) -> Browser {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,800",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("start a Chromium session")
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `script` (a JS expression) until it is truthy.
+async fn wait_js(b: &Browser, what: &str, script: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let value = b.execute(&format!("return !!({script});"), vec![]).await.unwrap();
+        if value == json!(true) {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let page = b.execute("return document.body.innerText;", vec![]).await.unwrap();
+            panic!("timed out waiting for {what}; page text:\n{}", page.as_str().unwrap_or(""));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn js(b: &Browser, script: &str) -> serde_json::Value {
+    b.execute(script, vec![]).await.unwrap()
+}
+
+async fn type_into(b: &Browser, css: &str, text: &str) {
+    let el = b.find(Locator::Css(css)).await.unwrap();
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+async fn click(b: &Browser, css: &str) {
+    b.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+}
+
+async fn sign_up(b: &Browser, base: &str, name: &str) {
+    b.goto(base).await.unwrap();
+    wait_js(b, "the auth form", "!document.getElementById('auth-view').hidden").await;
+    click(b, "#auth-switch").await;
+    type_into(b, "#auth-username", name).await;
+    type_into(b, "#auth-password", PASSWORD).await;
+    click(b, "#auth-submit").await;
+    wait_js(b, "the app after sign-up", &format!("document.getElementById('me').textContent === '{name}'")).await;
+}
+
+async fn send(b: &Browser, text: &str) {
+    let el = b.find(Locator::Css("#composer-text")).await.unwrap();
+    el.send_keys(text).await.unwrap();
+    el.send_keys(ENTER).await.unwrap();
+}
+
+/// The texts of the open conversation, in order.
+async fn texts(b: &Browser) -> Vec<String> {
+    let v = js(b, "return [...document.querySelectorAll('#messages .msg .text')].map(e => e.textContent);").await;
+    serde_json::from_value(v).unwrap()
+}
+
+async fn wait_text(b: &Browser, text: &str) {
+    let script = format!(
+        "[...document.querySelectorAll('#messages .msg .text')].some(e => e.textContent === {})",
+        serde_json::to_string(text).unwrap()
+    );
+    wait_js(b, &format!("message {text:?}"), &script).await;
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/screenshots"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_chat_in_real_browsers() {
+    let mut server = TestServer::start_with(&["--presence-offline-grace-ms", "300"]);
+    let driver = ChromeDriver::start();
+    let (alice_profile, bob_profile) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice = driver.browser(&alice_profile).await;
+    let bob = driver.browser(&bob_profile).await;
+    sign_up(&alice, &server.base, "alice").await;
+    sign_up(&bob, &server.base, "bob").await;
+
+    // Alice starts a direct chat by username and writes; Bob sees it appear.
+    type_into(&alice, "#new-direct-name", "bob").await;
+    click(&alice, "#new-direct button").await;
+    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+    wait_js(&alice, "bob online", "document.getElementById('chat-status').textContent === 'online'").await;
+    send(&alice, "hello bob").await;
+    wait_js(&alice, "own message sent", "document.querySelector('#messages .msg.mine')?.dataset.state === 'sent'").await;
+    wait_js(&bob, "the new conversation", "document.querySelector('.conv .badge')?.textContent === '1'").await;
+    click(&bob, ".conv").await;
+    wait_text(&bob, "hello bob").await;
+    // Bob read it: Alice's message turns "seen", Bob's badge is gone.
+    wait_js(&alice, "seen", "document.querySelector('#messages .msg.mine')?.dataset.state === 'seen'").await;
+    wait_js(&bob, "badge cleared", "!document.querySelector('.conv .badge')").await;
+    send(&bob, "hi alice!").await;
+    wait_text(&alice, "hi alice!").await;
+    send(&bob, "second line").await;
+    wait_text(&alice, "second line").await;
+
+    // Text is text: markup shows literally, nothing executes.
+    let xss = "<img src=x onerror=alert(1)>";
+    send(&alice, xss).await;
+    wait_text(&bob, xss).await;
+    assert_eq!(js(&bob, "return document.querySelectorAll('#messages img, #conversations img').length;").await, json!(0));
+    assert!(bob.get_alert_text().await.is_err(), "no alert may be open");
+
+    // A group of three, created in the page; Carol reads over a socket.
+    let carol_token = {
+        let (s, _) = server.call("POST", "/v1/users", None, Some(json!({"username": "carol", "password": PASSWORD}))).await;
+        assert_eq!(s, 201);
+        server.login("carol").await
+    };
+    let (mut carol, _) = server.connect(&carol_token).await;
+    click(&alice, "#new-group-open").await;
+    type_into(&alice, "#group-name", "trio").await;
+    type_into(&alice, "#group-members", "bob, carol").await;
+    click(&alice, "#group-form button[type=submit]").await;
+    wait_js(&alice, "the group", "document.getElementById('chat-title').textContent === 'trio'").await;
+    wait_js(&alice, "3 members", "document.getElementById('chat-status').textContent === '3 members'").await;
+    let group = carol.next_of("channel").await["channel"]["id"].as_i64().unwrap();
+    send(&alice, "welcome to trio").await;
+    assert_eq!(carol.next_of("message").await["text"], "welcome to trio");
+    carol.send_text(group, "x", "carol here").await;
+    wait_text(&alice, "carol here").await;
+
+    // Reloading keeps the session and the history.
+    bob.refresh().await.unwrap();
+    wait_js(&bob, "the app after reload", "document.getElementById('me').textContent === 'bob'").await;
+    wait_js(&bob, "conversations", "document.querySelectorAll('.conv').length === 2").await;
+    click(&bob, ".conv[data-channel-id='1']").await;
+    wait_text(&bob, xss).await;
+    assert_eq!(texts(&bob).await, vec!["hello bob", "hi alice!", "second line", xss]);
+
+    // Desktop screenshots, for people to look at.
+    let dir = screenshot_dir();
+    std::fs::write(dir.join("desktop-chat.png"), alice.screenshot().await.unwrap()).unwrap();
+
+    // The server restarts mid-conversation: banners, reconnect, nothing lost.
+    click(&alice, ".conv[data-channel-id='1']").await;
+    wait_text(&alice, xss).await;
+    server.kill();
+    wait_js(&alice, "the reconnect banner", "!document.getElementById('banner').hidden").await;
+    send(&alice, "sent while the server was down").await;
+    wait_js(&alice, "pending", "document.querySelector('#messages .msg.mine:last-child')?.dataset.state === 'pending'").await;
+    server.restart_same_port();
+    wait_js(&alice, "banner gone", "document.getElementById('banner').hidden").await;
+    wait_text(&bob, "sent while the server was down").await;
+    send(&bob, "got it after the restart").await;
+    wait_text(&alice, "got it after the restart").await;
+    let expected = vec!["hello bob", "hi alice!", "second line", xss, "sent while the server was down", "got it after the restart"];
+    assert_eq!(texts(&alice).await, expected);
+    assert_eq!(texts(&bob).await, expected);
+    wait_js(&alice, "no pending left", "!document.querySelector('#messages .msg[data-state=pending]')").await;
+
+    // Presence: Bob leaves; Alice sees him go offline with a "last seen".
+    bob.goto("about:blank").await.unwrap();
+    wait_js(&alice, "bob offline", "document.getElementById('chat-status').textContent.startsWith('last seen')").await;
+
+    // Phone width: the list and the chat are separate screens.
+    alice.set_window_size(390, 844).await.unwrap();
+    std::fs::write(dir.join("phone-chat.png"), alice.screenshot().await.unwrap()).unwrap();
+    click(&alice, "#back").await;
+    wait_js(&alice, "the list on a phone", "getComputedStyle(document.getElementById('sidebar')).display !== 'none'").await;
+    std::fs::write(dir.join("phone-list.png"), alice.screenshot().await.unwrap()).unwrap();
+
+    // Search finds the message and jumps to it.
+    type_into(&alice, "#search-input", "welcome").await;
+    click(&alice, "#search-form button").await;
+    wait_js(&alice, "a search hit", "document.querySelectorAll('#search-results .hit').length === 1").await;
+    click(&alice, "#search-results .hit").await;
+    wait_js(&alice, "the highlighted message", "document.querySelector('#messages .msg.highlight .text')?.textContent === 'welcome to trio'").await;
+
+    // Logging out returns to the login form and revokes the token.
+    alice.set_window_size(1280, 800).await.unwrap();
+    click(&alice, "#logout").await;
+    wait_js(&alice, "the login form", "!document.getElementById('auth-view').hidden").await;
+    assert_eq!(js(&alice, "return localStorage.getItem('chinwag.token');").await, serde_json::Value::Null);
+
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+}
