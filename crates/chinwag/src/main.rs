@@ -5,6 +5,7 @@ mod settings;
 use anyhow::{Context, Result};
 use chinwag_bus::{LocalBus, LocalDiscovery};
 use chinwag_server::metrics::{CommitMetrics, Metrics};
+use chinwag_server::notifier::{self, webpush::VapidKeys};
 use chinwag_server::{App, Backends};
 use chinwag_store::sqlite::{SqliteConfig, SqliteStore};
 use clap::{Parser, Subcommand};
@@ -101,11 +102,14 @@ async fn serve(settings: Settings) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", settings.listen()))?;
     let addr = listener.local_addr()?;
+    let vapid = VapidKeys::load_or_create(&data_dir, &config.vapid_subject).context("loading the VAPID key")?;
+    let webhook_secret = notifier::load_or_create_secret(&data_dir).context("loading the webhook secret")?;
     let backends = Backends {
         store: Arc::new(store),
         bus: Arc::new(LocalBus::new()),
         discovery: Arc::new(LocalDiscovery::new(chinwag_server::DISCOVERY_TTL)),
         metrics,
+        notifier: notifier::Notifier::new(Arc::new(vapid), webhook_secret),
     };
     let app = App::new(backends, config);
     tokio::spawn(stop_on_signal(app.clone()));

@@ -52,6 +52,18 @@ pub struct Settings {
     /// The WebSocket URL discovery advertises (default: from the Host header).
     #[arg(long, env = "CHINWAG_PUBLIC_WS_URL")]
     pub public_ws_url: Option<String>,
+    /// How long a push waits to merge a burst into one notification.
+    #[arg(long, env = "CHINWAG_PUSH_COALESCE_MS")]
+    pub push_coalesce_ms: Option<u64>,
+    /// First retry delay of a failed push (doubles per attempt).
+    #[arg(long, env = "CHINWAG_PUSH_RETRY_BASE_MS")]
+    pub push_retry_base_ms: Option<u64>,
+    /// Characters of message text in a notification.
+    #[arg(long, env = "CHINWAG_PUSH_PREVIEW_CHARS")]
+    pub push_preview_chars: Option<usize>,
+    /// VAPID subject (mailto: or https: URL of the operator).
+    #[arg(long, env = "CHINWAG_VAPID_SUBJECT")]
+    pub vapid_subject: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -67,7 +79,7 @@ impl Settings {
             self, lower, listen, data_dir, heartbeat_interval_ms, heartbeat_timeout_ms,
             auth_timeout_ms, outbound_queue_frames, write_timeout_ms, send_rate_per_s,
             send_burst, typing_rate_per_s, gap_fill_delay_ms, presence_offline_grace_ms,
-            public_ws_url
+            public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, vapid_subject
         )
     }
 
@@ -101,6 +113,10 @@ impl Settings {
             gap_fill_delay_ms: self.gap_fill_delay_ms.unwrap_or(d.gap_fill_delay_ms),
             presence_offline_grace_ms: self.presence_offline_grace_ms.unwrap_or(d.presence_offline_grace_ms),
             public_ws_url: self.public_ws_url.clone().or(d.public_ws_url),
+            push_coalesce_ms: self.push_coalesce_ms.unwrap_or(d.push_coalesce_ms),
+            push_retry_base_ms: self.push_retry_base_ms.unwrap_or(d.push_retry_base_ms),
+            push_preview_chars: self.push_preview_chars.unwrap_or(d.push_preview_chars),
+            vapid_subject: self.vapid_subject.clone().unwrap_or(d.vapid_subject),
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)

@@ -85,10 +85,13 @@ impl App {
     async fn fan_out_message(&self, appended: &Appended) {
         let channel = appended.message.channel_id;
         match self.members.members(&*self.store, channel).await {
-            Ok(members) => self.bus.publish(
-                &members,
-                Event::Message { message: appended.message.clone(), mentions: appended.mentions.clone() },
-            ),
+            Ok(members) => {
+                self.bus.publish(
+                    &members,
+                    Event::Message { message: appended.message.clone(), mentions: appended.mentions.clone() },
+                );
+                self.message_for_push(&appended.message);
+            }
             // Stored but not pushed live: members catch up from history
             // (the next message's gap, a sync, or a reconnect).
             Err(e) => tracing::error!(error = %e, channel = channel.0, "member lookup for fan-out failed"),

@@ -30,6 +30,15 @@ pub struct ServerConfig {
     /// The WebSocket URL discovery hands out for this gateway; when unset,
     /// `ws://<the Host the client used>/v1/ws`.
     pub public_ws_url: Option<String>,
+    /// How long a push waits for more messages to merge with (a burst to
+    /// one device and channel becomes one notification).
+    pub push_coalesce_ms: u64,
+    /// First retry delay of a failed push; doubles per attempt.
+    pub push_retry_base_ms: u64,
+    /// Characters of message text in a notification.
+    pub push_preview_chars: usize,
+    /// VAPID `sub` claim: how push services can reach the operator.
+    pub vapid_subject: String,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +55,10 @@ impl Default for ServerConfig {
             gap_fill_delay_ms: 200,
             presence_offline_grace_ms: 3_000,
             public_ws_url: None,
+            push_coalesce_ms: 1_000,
+            push_retry_base_ms: 1_000,
+            push_preview_chars: 100,
+            vapid_subject: "mailto:admin@localhost".into(),
         }
     }
 }
@@ -62,6 +75,7 @@ impl ServerConfig {
             ("send_rate_per_s", self.send_rate_per_s.into()),
             ("send_burst", self.send_burst.into()),
             ("typing_rate_per_s", self.typing_rate_per_s.into()),
+            ("push_retry_base_ms", self.push_retry_base_ms),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -88,6 +102,11 @@ impl ServerConfig {
 
     pub fn gap_fill_delay(&self) -> Duration {
         Duration::from_millis(self.gap_fill_delay_ms)
+    }
+
+    /// How often the notifier looks for due notifications.
+    pub fn push_poll(&self) -> Duration {
+        Duration::from_millis((self.push_coalesce_ms / 4).clamp(50, 500))
     }
 
     pub fn presence_offline_grace(&self) -> Duration {

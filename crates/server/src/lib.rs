@@ -11,6 +11,7 @@ mod error;
 pub mod gateway;
 mod members;
 pub mod metrics;
+pub mod notifier;
 mod presence;
 mod ratelimit;
 mod web;
@@ -43,6 +44,7 @@ pub struct App {
     pub gateway_id: String,
     members: MemberCache,
     presence: Presence,
+    notifier: notifier::Notifier,
     send_limiter: UserLimiter,
     typing_limiter: UserLimiter,
     /// Direct channel of each ordered pair, so `to_user_id` sends skip the
@@ -61,11 +63,13 @@ pub struct Backends {
     pub discovery: Arc<dyn Discovery>,
     /// Shared with the store's commit observer, hence created first.
     pub metrics: Arc<Metrics>,
+    /// Push providers (with the keys the binary keeps in the data dir).
+    pub notifier: notifier::Notifier,
 }
 
 impl App {
     pub fn new(backends: Backends, config: ServerConfig) -> Arc<App> {
-        let Backends { store, bus, discovery, metrics } = backends;
+        let Backends { store, bus, discovery, metrics, notifier } = backends;
         Arc::new(App {
             send_limiter: UserLimiter::new(config.send_rate_per_s, config.send_burst),
             typing_limiter: UserLimiter::new(config.typing_rate_per_s, config.typing_rate_per_s),
@@ -77,6 +81,7 @@ impl App {
             config,
             members: MemberCache::default(),
             presence: Presence::default(),
+            notifier,
             direct_channels: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
@@ -89,6 +94,7 @@ impl App {
 pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
     let router = api::router(app.clone());
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
+    let notifier = tokio::spawn(app.clone().run_notifier());
     let shutdown = app.shutdown.clone();
     use axum::serve::ListenerExt;
     // Small frames must leave at once: Nagle's algorithm with delayed ACKs
@@ -105,6 +111,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> 
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await;
     housekeeping.abort();
+    let _ = notifier.await;
     app.connections.close();
     if tokio::time::timeout(Duration::from_secs(10), app.connections.wait()).await.is_err() {
         tracing::warn!("connections did not close within 10 s");

@@ -46,6 +46,11 @@ impl Presence {
 }
 
 impl App {
+    /// Whether `user` has a connected device (or just lost their last one).
+    pub fn is_online(&self, user: UserId) -> bool {
+        self.presence.is_online(user)
+    }
+
     /// A socket of `user` finished authenticating.
     pub fn connection_opened(self: &Arc<Self>, user: UserId) {
         self.metrics.connections.inc();

@@ -321,6 +321,50 @@ pub async fn search_and_mentions(store: &dyn Store) {
     assert!(store.mentions(a, None, 10).await.unwrap().messages.is_empty());
 }
 
+pub async fn push_outbox_coalesces_and_retries(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let c = user(store, "carol").await;
+    let dev = |user| NewDevice { user_id: user, name: None, token_hash: vec![user.0 as u8, 9], created_at: 1 };
+    let b_dev = store.create_device(dev(b)).await.unwrap();
+    let c_dev = store.create_device(dev(c)).await.unwrap();
+    let group = store.create_group(NewGroup { creator: a, name: "g".into(), member_ids: vec![b, c], created_at: 1 }).await.unwrap();
+    assert!(store.push_recipients(group.id, a).await.unwrap().is_empty());
+    store.set_push_target(b_dev, b, "{\"kind\":\"webhook\"}".into(), 1).await.unwrap();
+    store.set_push_target(c_dev, c, "{\"kind\":\"webhook\"}".into(), 1).await.unwrap();
+    let recipients = store.push_recipients(group.id, a).await.unwrap();
+    assert_eq!(recipients, vec![PushRecipient { user_id: b, device_id: b_dev }, PushRecipient { user_id: c, device_id: c_dev }]);
+    assert_eq!(store.push_recipients(group.id, b).await.unwrap().len(), 1, "not the sender");
+    store.set_muted(c, group.id, true).await.unwrap();
+    assert_eq!(store.push_recipients(group.id, a).await.unwrap().len(), 1, "not a muted member");
+    assert!(matches!(store.set_muted(UserId(999), group.id, true).await, Err(StoreError::NotAMember)));
+
+    // Three messages in a burst: one notification, count 3, latest content.
+    for n in 1..=3 {
+        let item = PushItem { device_id: b_dev, channel_id: group.id, payload: format!("m{n}") };
+        store.queue_pushes(vec![item], 100 + n).await.unwrap();
+    }
+    assert!(store.due_pushes(100, 10).await.unwrap().is_empty());
+    let due = store.due_pushes(101, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].payload.as_str(), due[0].count, due[0].user_id), ("m3", 3, b));
+    // A failure postpones it; a merge during delivery survives the delivery.
+    store.push_retry(due[0].id, 1, 500).await.unwrap();
+    assert!(store.due_pushes(499, 10).await.unwrap().is_empty());
+    let due = store.due_pushes(500, 10).await.unwrap();
+    assert_eq!(due[0].attempts, 1);
+    store.queue_pushes(vec![PushItem { device_id: b_dev, channel_id: group.id, payload: "m4".into() }], 600).await.unwrap();
+    store.push_delivered(due[0].id, due[0].version).await.unwrap();
+    let after = store.due_pushes(1_000, 10).await.unwrap();
+    assert_eq!((after.len(), after[0].payload.as_str(), after[0].count), (1, "m4", 4));
+    store.push_delivered(after[0].id, after[0].version).await.unwrap();
+    assert!(store.due_pushes(1_000, 10).await.unwrap().is_empty());
+    // Logging out (revoking) forgets the target and its queue.
+    store.queue_pushes(vec![PushItem { device_id: b_dev, channel_id: group.id, payload: "m5".into() }], 1).await.unwrap();
+    store.revoke_device(b_dev).await.unwrap();
+    assert!(store.due_pushes(1_000, 10).await.unwrap().is_empty());
+    assert!(store.push_recipients(group.id, a).await.unwrap().is_empty());
+}
+
 pub async fn closed_store_refuses_work(store: &dyn Store) {
     store.close().await;
     assert!(matches!(store.user(UserId(1)).await, Ok(None) | Err(StoreError::Closed)));
@@ -359,6 +403,7 @@ macro_rules! store_contract_tests {
             case!(closed_store_refuses_work);
             case!(contacts_and_presence_audience);
             case!(search_and_mentions);
+            case!(push_outbox_coalesces_and_retries);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn refused_writes_leave_no_trace() {

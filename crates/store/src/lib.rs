@@ -114,6 +114,27 @@ pub trait Store: Send + Sync + 'static {
     /// first.
     async fn mentions(&self, viewer: UserId, before: Option<i64>, limit: u32) -> Result<FeedPage, StoreError>;
 
+    /// Registers (or replaces) a device's push target (opaque JSON).
+    async fn set_push_target(&self, device: DeviceId, user: UserId, target: String, now_ms: i64) -> Result<(), StoreError>;
+    /// Unregisters a device's push target and drops its queued pushes.
+    async fn remove_push_target(&self, device: DeviceId) -> Result<(), StoreError>;
+    /// Mutes or unmutes a channel for a member (`NotAMember` otherwise).
+    async fn set_muted(&self, user: UserId, channel: ChannelId, muted: bool) -> Result<(), StoreError>;
+    /// Devices with a push target of the channel's members other than
+    /// `sender`, leaving out members who muted the channel.
+    async fn push_recipients(&self, channel: ChannelId, sender: UserId) -> Result<Vec<PushRecipient>, StoreError>;
+    /// Queues notifications due at `due_at_ms`, merging each into a pending
+    /// one for the same device and channel.
+    async fn queue_pushes(&self, items: Vec<PushItem>, due_at_ms: i64) -> Result<(), StoreError>;
+    /// Up to `limit` queued notifications due by `now_ms`, oldest first.
+    async fn due_pushes(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
+    /// A notification was delivered: removes it unless it changed since.
+    async fn push_delivered(&self, id: i64, version: i64) -> Result<(), StoreError>;
+    /// A delivery failed: try again at `due_at_ms`.
+    async fn push_retry(&self, id: i64, attempts: u32, due_at_ms: i64) -> Result<(), StoreError>;
+    /// Drops a queued notification for good (given up).
+    async fn push_dropped(&self, id: i64) -> Result<(), StoreError>;
+
     /// Finishes pending writes and stops; later calls fail with `Closed`.
     async fn close(&self);
 }

@@ -121,3 +121,37 @@ pub struct Page {
     pub messages: Vec<Message>,
     pub has_more: bool,
 }
+
+/// A device that may get a push for a message, with its target (JSON, as
+/// registered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRecipient {
+    pub user_id: UserId,
+    pub device_id: chinwag_proto::DeviceId,
+}
+
+/// A notification to queue: it merges with a pending one for the same
+/// device and channel (a burst becomes one notification).
+#[derive(Debug, Clone)]
+pub struct PushItem {
+    pub device_id: chinwag_proto::DeviceId,
+    pub channel_id: ChannelId,
+    /// The latest message's notification content (JSON).
+    pub payload: String,
+}
+
+/// A queued notification that is due, with where it goes.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    /// Changes at every merge: a delivery only clears the version it sent.
+    pub version: i64,
+    pub device_id: chinwag_proto::DeviceId,
+    pub user_id: UserId,
+    pub channel_id: ChannelId,
+    pub target: String,
+    pub payload: String,
+    /// Messages merged into it.
+    pub count: u32,
+    pub attempts: u32,
+}

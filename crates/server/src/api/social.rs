@@ -181,3 +181,41 @@ pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         app.metrics.render(),
     )
 }
+
+/// Registers (or replaces) this device's push target.
+pub async fn set_push(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    super::ApiJson(target): super::ApiJson<crate::notifier::PushTarget>,
+) -> Result<StatusCode> {
+    target.validate()?;
+    let json = serde_json::to_string(&target).map_err(|_| ApiError(WireError::internal()))?;
+    app.store.set_push_target(session.device_id, session.user_id, json, chinwag_proto::now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn remove_push(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<StatusCode> {
+    app.store.remove_push_target(session.device_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The key browsers subscribe with (`applicationServerKey`).
+pub async fn vapid_public_key(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({ "public_key": app.notifier.webpush.vapid.public_b64 }))
+}
+
+#[derive(Deserialize)]
+pub struct MuteBody {
+    muted: bool,
+}
+
+/// Mutes a channel's push notifications for the caller.
+pub async fn mute(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiPath(id): ApiPath<i64>,
+    super::ApiJson(body): super::ApiJson<MuteBody>,
+) -> Result<StatusCode> {
+    app.store.set_muted(session.user_id, ChannelId(id), body.muted).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -11,6 +11,7 @@ mod queries;
 mod schema;
 
 use crate::{
+    OutboxItem, PushItem, PushRecipient,
     Appended, BoxFuture, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
     Page, Session, Store, StoreError,
 };
@@ -411,6 +412,42 @@ impl Store for SqliteStore {
         message_id: MessageId,
     ) -> Result<Option<MessageId>, StoreError> {
         self.write(move |c| queries::set_read(c, id, user, message_id)).await
+    }
+
+    async fn set_push_target(&self, device: DeviceId, user: UserId, target: String, now_ms: i64) -> Result<(), StoreError> {
+        self.write(move |c| queries::set_push_target(c, device, user, &target, now_ms)).await
+    }
+
+    async fn remove_push_target(&self, device: DeviceId) -> Result<(), StoreError> {
+        self.write(move |c| queries::remove_push_target(c, device)).await
+    }
+
+    async fn set_muted(&self, user: UserId, channel: ChannelId, muted: bool) -> Result<(), StoreError> {
+        self.write(move |c| queries::set_muted(c, user, channel, muted)).await
+    }
+
+    async fn push_recipients(&self, channel: ChannelId, sender: UserId) -> Result<Vec<PushRecipient>, StoreError> {
+        self.read(move |c| queries::push_recipients(c, channel, sender)).await
+    }
+
+    async fn queue_pushes(&self, items: Vec<PushItem>, due_at_ms: i64) -> Result<(), StoreError> {
+        self.write(move |c| queries::queue_pushes(c, &items, due_at_ms)).await
+    }
+
+    async fn due_pushes(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
+        self.read(move |c| queries::due_pushes(c, now_ms, limit)).await
+    }
+
+    async fn push_delivered(&self, id: i64, version: i64) -> Result<(), StoreError> {
+        self.write(move |c| queries::push_delivered(c, id, version)).await
+    }
+
+    async fn push_retry(&self, id: i64, attempts: u32, due_at_ms: i64) -> Result<(), StoreError> {
+        self.write(move |c| queries::push_retry(c, id, attempts, due_at_ms)).await
+    }
+
+    async fn push_dropped(&self, id: i64) -> Result<(), StoreError> {
+        self.write(move |c| queries::push_dropped(c, id)).await
     }
 
     async fn close(&self) {

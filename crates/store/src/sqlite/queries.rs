@@ -3,6 +3,7 @@
 //! batch transaction, so a function's statements are atomic together.
 
 use crate::{
+    OutboxItem, PushItem, PushRecipient,
     Appended, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
     Page, Session, StoreError,
 };
@@ -108,12 +109,14 @@ pub fn session(c: &Connection, token_hash: &[u8]) -> Result<Option<Session>> {
     .optional()?)
 }
 
+/// Revoking a device also forgets its push target (a logged-out device
+/// gets no more notifications).
 pub fn revoke_device(c: &Connection, device: DeviceId) -> Result<()> {
     c.prepare_cached(
         "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
     )?
     .execute(params![device.0, chinwag_proto::now_ms()])?;
-    Ok(())
+    remove_push_target(c, device)
 }
 
 /// The channel row and every member's read marker.
@@ -546,5 +549,99 @@ pub fn index_new_messages(c: &Connection) -> Result<()> {
             .execute([indexed])?;
         c.prepare_cached("UPDATE search_progress SET indexed_rowid = ?1 WHERE id = 1")?.execute([newest])?;
     }
+    Ok(())
+}
+
+pub fn set_push_target(c: &Connection, device: DeviceId, user: UserId, target: &str, now_ms: i64) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO push_targets (device_id, user_id, target, created_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (device_id) DO UPDATE SET target = excluded.target, created_at = excluded.created_at",
+    )?
+    .execute(params![device.0, user.0, target, now_ms])?;
+    Ok(())
+}
+
+pub fn remove_push_target(c: &Connection, device: DeviceId) -> Result<()> {
+    c.prepare_cached("DELETE FROM push_targets WHERE device_id = ?1")?.execute([device.0])?;
+    c.prepare_cached("DELETE FROM push_outbox WHERE device_id = ?1")?.execute([device.0])?;
+    Ok(())
+}
+
+pub fn set_muted(c: &Connection, user: UserId, channel: ChannelId, muted: bool) -> Result<()> {
+    if !is_member(c, channel, user)? {
+        return Err(StoreError::NotAMember);
+    }
+    let sql = if muted {
+        "INSERT OR IGNORE INTO mutes (user_id, channel_id) VALUES (?1, ?2)"
+    } else {
+        "DELETE FROM mutes WHERE user_id = ?1 AND channel_id = ?2"
+    };
+    c.prepare_cached(sql)?.execute(params![user.0, channel.0])?;
+    Ok(())
+}
+
+pub fn push_recipients(c: &Connection, channel: ChannelId, sender: UserId) -> Result<Vec<PushRecipient>> {
+    Ok(c.prepare_cached(
+        "SELECT p.user_id, p.device_id FROM members m JOIN push_targets p ON p.user_id = m.user_id \
+         WHERE m.channel_id = ?1 AND m.user_id != ?2 \
+           AND NOT EXISTS (SELECT 1 FROM mutes u WHERE u.user_id = m.user_id AND u.channel_id = ?1) \
+         ORDER BY p.device_id",
+    )?
+    .query_map(params![channel.0, sender.0], |row| {
+        Ok(PushRecipient { user_id: UserId(row.get(0)?), device_id: DeviceId(row.get(1)?) })
+    })?
+    .collect::<rusqlite::Result<_>>()?)
+}
+
+/// A pending notification for the same device and channel absorbs the new
+/// one: its content becomes the latest message, its count grows, and its
+/// due time stays (so a burst goes out as one notification).
+pub fn queue_pushes(c: &Connection, items: &[PushItem], due_at_ms: i64) -> Result<()> {
+    let mut stmt = c.prepare_cached(
+        "INSERT INTO push_outbox (device_id, channel_id, payload, count, due_at) VALUES (?1, ?2, ?3, 1, ?4) \
+         ON CONFLICT (device_id, channel_id) DO UPDATE SET payload = excluded.payload, \
+             count = count + 1, version = version + 1",
+    )?;
+    for item in items {
+        stmt.execute(params![item.device_id.0, item.channel_id.0, item.payload, due_at_ms])?;
+    }
+    Ok(())
+}
+
+pub fn due_pushes(c: &Connection, now_ms: i64, limit: u32) -> Result<Vec<OutboxItem>> {
+    Ok(c.prepare_cached(
+        "SELECT o.id, o.version, o.device_id, p.user_id, o.channel_id, p.target, o.payload, o.count, o.attempts \
+         FROM push_outbox o JOIN push_targets p ON p.device_id = o.device_id \
+         WHERE o.due_at <= ?1 ORDER BY o.due_at LIMIT ?2",
+    )?
+    .query_map(params![now_ms, limit], |row| {
+        Ok(OutboxItem {
+            id: row.get(0)?,
+            version: row.get(1)?,
+            device_id: DeviceId(row.get(2)?),
+            user_id: UserId(row.get(3)?),
+            channel_id: ChannelId(row.get(4)?),
+            target: row.get(5)?,
+            payload: row.get(6)?,
+            count: row.get(7)?,
+            attempts: row.get(8)?,
+        })
+    })?
+    .collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn push_delivered(c: &Connection, id: i64, version: i64) -> Result<()> {
+    c.prepare_cached("DELETE FROM push_outbox WHERE id = ?1 AND version = ?2")?.execute(params![id, version])?;
+    Ok(())
+}
+
+pub fn push_retry(c: &Connection, id: i64, attempts: u32, due_at_ms: i64) -> Result<()> {
+    c.prepare_cached("UPDATE push_outbox SET attempts = ?2, due_at = ?3 WHERE id = ?1")?
+        .execute(params![id, attempts, due_at_ms])?;
+    Ok(())
+}
+
+pub fn push_dropped(c: &Connection, id: i64) -> Result<()> {
+    c.prepare_cached("DELETE FROM push_outbox WHERE id = ?1")?.execute([id])?;
     Ok(())
 }

@@ -79,6 +79,31 @@ CREATE TABLE search_progress (
     indexed_rowid INTEGER NOT NULL
 );
 INSERT INTO search_progress (id, indexed_rowid) VALUES (1, (SELECT coalesce(max(rowid), 0) FROM messages));
+"#, r#"
+CREATE TABLE push_targets (
+    device_id  INTEGER PRIMARY KEY REFERENCES devices(id),
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    target     TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX push_targets_by_user ON push_targets(user_id);
+CREATE TABLE mutes (
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    channel_id INTEGER NOT NULL REFERENCES channels(id),
+    PRIMARY KEY (user_id, channel_id)
+) WITHOUT ROWID;
+CREATE TABLE push_outbox (
+    id         INTEGER PRIMARY KEY,
+    device_id  INTEGER NOT NULL,
+    channel_id INTEGER NOT NULL,
+    payload    TEXT NOT NULL,
+    count      INTEGER NOT NULL,
+    version    INTEGER NOT NULL DEFAULT 1,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    due_at     INTEGER NOT NULL,
+    UNIQUE (device_id, channel_id)
+);
+CREATE INDEX push_outbox_due ON push_outbox(due_at);
 "#];
 
 fn pragmas(conn: &Connection) -> Result<(), StoreError> {

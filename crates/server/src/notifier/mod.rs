@@ -1,0 +1,288 @@
+//! The notifier role: push notifications for members with no connected
+//! device, off the message path.
+//!
+//! A stored message is handed over through a bounded queue; the enqueuer
+//! writes one durable outbox entry per recipient device, merging a burst to
+//! the same device and channel into one (`push_coalesce_ms`). The deliverer
+//! sends due entries through the target's provider, retries failures with
+//! exponential backoff and jitter, and unregisters targets that answer 404
+//! or 410. Entries survive restarts; a slow or dead endpoint delays only
+//! other notifications, never messages.
+
+pub mod webhook;
+pub mod webpush;
+
+use crate::App;
+use async_trait::async_trait;
+use chinwag_proto::{Message, WireError};
+use chinwag_store::{OutboxItem, PushItem};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Deliveries tried before a notification is given up.
+const MAX_ATTEMPTS: u32 = 10;
+/// Longest wait between two tries.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// Due notifications sent per round (concurrently).
+const ROUND: u32 = 64;
+
+/// Where a device wants its notifications (`PUT /v1/devices/current/push`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PushTarget {
+    /// POST a signed JSON payload to `url`.
+    Webhook {
+        url: String,
+        /// HMAC key for this target; the server's own when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
+    },
+    /// A browser's push subscription.
+    Webpush { endpoint: String, keys: WebPushKeys },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebPushKeys {
+    pub p256dh: String,
+    pub auth: String,
+}
+
+impl PushTarget {
+    /// Checks a registration before it is stored.
+    pub fn validate(&self) -> Result<(), WireError> {
+        let url = match self {
+            PushTarget::Webhook { url, secret } => {
+                if secret.as_ref().is_some_and(|s| s.is_empty() || s.len() > 256) {
+                    return Err(WireError::bad_request("secret must be 1-256 characters"));
+                }
+                url
+            }
+            PushTarget::Webpush { endpoint, keys } => {
+                webpush::parse_keys(&keys.p256dh, &keys.auth).map_err(WireError::bad_request)?;
+                endpoint
+            }
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|_| WireError::bad_request("not a valid URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || url.len() > 2048 {
+            return Err(WireError::bad_request("push URLs must be http(s) and at most 2048 characters"));
+        }
+        Ok(())
+    }
+}
+
+/// Why a push failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The target no longer exists (404/410): unregister it.
+    #[error("target gone: {0}")]
+    Gone(String),
+    /// Worth trying again later.
+    #[error("push failed: {0}")]
+    Retry(String),
+}
+
+/// Maps a provider's HTTP answer to the outcome.
+pub(crate) fn judge(status: reqwest::StatusCode) -> Result<(), PushError> {
+    match status.as_u16() {
+        200..=299 => Ok(()),
+        404 | 410 => Err(PushError::Gone(status.to_string())),
+        _ => Err(PushError::Retry(status.to_string())),
+    }
+}
+
+/// A push provider.
+#[async_trait]
+pub trait Pusher: Send + Sync {
+    /// Delivers `payload` (the notification's JSON) to `target`.
+    async fn push(&self, target: &PushTarget, payload: &[u8]) -> Result<(), PushError>;
+}
+
+/// What a notification says (the JSON a webhook receives and a service
+/// worker decrypts).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Notification {
+    pub recipient_id: chinwag_proto::UserId,
+    pub channel_id: chinwag_proto::ChannelId,
+    pub sender_id: chinwag_proto::UserId,
+    pub sender_name: String,
+    pub message_id: chinwag_proto::MessageId,
+    /// The start of the text, cut to `push_preview_chars` characters.
+    pub preview: String,
+    /// Messages this notification stands for (a burst is one notification).
+    #[serde(default)]
+    pub count: u32,
+}
+
+/// The providers, and the queue from the message path.
+pub struct Notifier {
+    pub webhook: webhook::WebhookPusher,
+    pub webpush: webpush::WebPushPusher,
+    queue: mpsc::Sender<Message>,
+    queued: std::sync::Mutex<Option<mpsc::Receiver<Message>>>,
+}
+
+impl Notifier {
+    pub fn new(vapid: Arc<webpush::VapidKeys>, webhook_secret: Vec<u8>) -> Notifier {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        let (queue, rx) = mpsc::channel(10_000);
+        Notifier {
+            webhook: webhook::WebhookPusher { http: http.clone(), default_secret: webhook_secret },
+            webpush: webpush::WebPushPusher { http, vapid },
+            queue,
+            queued: std::sync::Mutex::new(Some(rx)),
+        }
+    }
+
+    fn pusher(&self, target: &PushTarget) -> &dyn Pusher {
+        match target {
+            PushTarget::Webhook { .. } => &self.webhook,
+            PushTarget::Webpush { .. } => &self.webpush,
+        }
+    }
+}
+
+/// Loads the server's webhook signing secret from the data dir, creating it
+/// on first start.
+pub fn load_or_create_secret(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let path = dir.join("webhook.secret");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().as_bytes().to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            let secret = hex::encode(rand::random::<[u8; 32]>());
+            webpush::write_private(&path, &secret)?;
+            Ok(secret.into_bytes())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl App {
+    /// Hands a stored message to the notifier without waiting for it.
+    pub(crate) fn message_for_push(&self, message: &Message) {
+        if let Err(mpsc::error::TrySendError::Full(message)) = self.notifier.queue.try_send(message.clone()) {
+            // Overloaded: wait for room on a task of its own, not here.
+            let queue = self.notifier.queue.clone();
+            tokio::spawn(async move { queue.send(message).await });
+        }
+    }
+
+    /// Runs the notifier until shutdown.
+    pub(crate) async fn run_notifier(self: Arc<Self>) {
+        let queued = self.notifier.queued.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut queued) = queued else { return };
+        let enqueuer = {
+            let app = self.clone();
+            tokio::spawn(async move {
+                while let Some(message) = queued.recv().await {
+                    if let Err(e) = app.queue_notifications(&message).await {
+                        tracing::warn!(error = %e, "could not queue push notifications");
+                    }
+                }
+            })
+        };
+        let mut tick = tokio::time::interval(self.config.push_poll());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = tick.tick() => self.deliver_due().await,
+            }
+        }
+        enqueuer.abort();
+    }
+
+    /// One outbox entry per device of each member with no connected device.
+    async fn queue_notifications(&self, message: &Message) -> Result<(), chinwag_store::StoreError> {
+        let recipients: Vec<_> = self
+            .store
+            .push_recipients(message.channel_id, message.sender_id)
+            .await?
+            .into_iter()
+            .filter(|r| !self.is_online(r.user_id))
+            .collect();
+        if recipients.is_empty() {
+            return Ok(());
+        }
+        let sender_name = self.store.user(message.sender_id).await?.map(|u| u.display_name).unwrap_or_default();
+        let preview: String = message.text.chars().take(self.config.push_preview_chars).collect();
+        let items = recipients
+            .into_iter()
+            .map(|r| {
+                let note = Notification {
+                    recipient_id: r.user_id,
+                    channel_id: message.channel_id,
+                    sender_id: message.sender_id,
+                    sender_name: sender_name.clone(),
+                    message_id: message.message_id,
+                    preview: preview.clone(),
+                    count: 1,
+                };
+                let payload = serde_json::to_string(&note).unwrap_or_default();
+                PushItem { device_id: r.device_id, channel_id: message.channel_id, payload }
+            })
+            .collect();
+        let due = chinwag_proto::now_ms() + self.config.push_coalesce_ms as i64;
+        self.store.queue_pushes(items, due).await
+    }
+
+    /// Sends one round of due notifications and records each outcome.
+    async fn deliver_due(&self) {
+        let due = match self.store.due_pushes(chinwag_proto::now_ms(), ROUND).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the push outbox failed");
+                return;
+            }
+        };
+        let sends = due.into_iter().map(|item| async move {
+            let outcome = self.deliver(&item).await;
+            (item, outcome)
+        });
+        for (item, outcome) in futures_util::future::join_all(sends).await {
+            let recorded = match outcome {
+                Ok(()) => self.store.push_delivered(item.id, item.version).await,
+                Err(PushError::Gone(why)) => {
+                    tracing::info!(device = item.device_id.0, %why, "push target gone; unregistered");
+                    self.store.remove_push_target(item.device_id).await
+                }
+                Err(PushError::Retry(why)) if item.attempts + 1 >= MAX_ATTEMPTS => {
+                    tracing::warn!(device = item.device_id.0, %why, "giving up a push notification");
+                    self.store.push_dropped(item.id).await
+                }
+                Err(PushError::Retry(why)) => {
+                    tracing::debug!(device = item.device_id.0, %why, attempts = item.attempts + 1, "push failed; will retry");
+                    let due = chinwag_proto::now_ms() + self.backoff(item.attempts).as_millis() as i64;
+                    self.store.push_retry(item.id, item.attempts + 1, due).await
+                }
+            };
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "recording a push outcome failed");
+            }
+        }
+    }
+
+    async fn deliver(&self, item: &OutboxItem) -> Result<(), PushError> {
+        let target: PushTarget =
+            serde_json::from_str(&item.target).map_err(|e| PushError::Gone(format!("unreadable target: {e}")))?;
+        let mut note: Notification =
+            serde_json::from_str(&item.payload).map_err(|e| PushError::Gone(format!("unreadable payload: {e}")))?;
+        note.count = item.count;
+        let payload = serde_json::to_vec(&note).map_err(|e| PushError::Gone(e.to_string()))?;
+        self.notifier.pusher(&target).push(&target, &payload).await
+    }
+
+    /// Exponential backoff, jittered between half and all of
+    /// base × 2^attempts (so retries of many targets spread out).
+    fn backoff(&self, attempts: u32) -> Duration {
+        let cap = Duration::from_millis(self.config.push_retry_base_ms)
+            .saturating_mul(1 << attempts.min(20))
+            .min(MAX_BACKOFF);
+        cap.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+}
