@@ -621,6 +621,35 @@ async function search(q) {
   results.hidden = false;
 }
 
+// ---------- push notifications ----------
+
+function pushSupported() {
+  return 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
+}
+
+function b64urlToBytes(text) {
+  const b64 = text.replace(/-/g, '+').replace(/_/g, '/');
+  return Uint8Array.from(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)), (ch) => ch.charCodeAt(0));
+}
+
+// Asks for permission, subscribes this browser with the server's VAPID key
+// and registers the subscription for this device.
+async function enableNotifications() {
+  const button = $('notify');
+  try {
+    if (await Notification.requestPermission() !== 'granted') { button.textContent = 'Notifications blocked'; return; }
+    const registration = await navigator.serviceWorker.register('/sw.js');
+    const { public_key: key } = await api('GET', '/v1/push/vapid-public-key');
+    const subscription = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64urlToBytes(key) });
+    const { endpoint, keys } = subscription.toJSON();
+    await api('PUT', '/v1/devices/current/push', { kind: 'webpush', endpoint, keys });
+    button.textContent = 'Notifications on';
+    button.disabled = true;
+  } catch (e) {
+    showSidebarError(`Notifications: ${e.message}`);
+  }
+}
+
 // ---------- session ----------
 
 function showAuth() {
@@ -636,6 +665,7 @@ function showAuth() {
 function showApp() {
   $('auth-view').hidden = true;
   $('app-view').hidden = false;
+  $('notify').hidden = !pushSupported() || Notification.permission === 'denied';
   banner('Connecting…');
   conn.start();
 }
@@ -690,6 +720,7 @@ function wire() {
       openChat(d.channel.id);
     } catch (e) { showSidebarError(e); }
   });
+  $('notify').addEventListener('click', enableNotifications);
   $('new-group-open').addEventListener('click', () => { $('group-error').textContent = ''; $('group-dialog').showModal(); });
   $('group-cancel').addEventListener('click', () => $('group-dialog').close());
   $('group-form').addEventListener('submit', async (ev) => {

@@ -143,6 +143,10 @@ async fn two_people_chat_in_real_browsers() {
     let bob = driver.browser(&bob_profile).await;
     sign_up(&alice, &server.base, "alice").await;
     sign_up(&bob, &server.base, "bob").await;
+    // Push notifications are offered through a service worker.
+    let sw = js(&alice, "return fetch('/sw.js').then(r => r.text());").await;
+    assert!(sw.as_str().unwrap().contains("showNotification"));
+    assert_eq!(js(&alice, "return document.getElementById('notify').textContent;").await, json!("Notify me"));
 
     // Alice starts a direct chat by username and writes; Bob sees it appear.
     type_into(&alice, "#new-direct-name", "bob").await;
