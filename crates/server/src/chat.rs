@@ -90,7 +90,7 @@ impl App {
                     &members,
                     Event::Message { message: appended.message.clone(), mentions: appended.mentions.clone() },
                 );
-                self.message_for_push(&appended.message);
+                self.message_for_push(&appended.message, &members);
             }
             // Stored but not pushed live: members catch up from history
             // (the next message's gap, a sync, or a reconnect).

@@ -163,8 +163,13 @@ pub fn load_or_create_secret(dir: &std::path::Path) -> std::io::Result<Vec<u8>> 
 }
 
 impl App {
-    /// Hands a stored message to the notifier without waiting for it.
-    pub(crate) fn message_for_push(&self, message: &Message) {
+    /// Hands a stored message to the notifier without waiting for it,
+    /// unless every other member is online (then nobody gets a push, and
+    /// the common case costs no store read).
+    pub(crate) fn message_for_push(&self, message: &Message, members: &[chinwag_proto::UserId]) {
+        if members.iter().all(|&m| m == message.sender_id || self.is_online(m)) {
+            return;
+        }
         if let Err(mpsc::error::TrySendError::Full(message)) = self.notifier.queue.try_send(message.clone()) {
             // Overloaded: wait for room on a task of its own, not here.
             let queue = self.notifier.queue.clone();
