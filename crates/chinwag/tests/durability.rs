@@ -71,14 +71,15 @@ async fn sigkill_mid_stream_loses_no_acked_message_and_resends_duplicate_nothing
     let acks: Acks = Default::default();
     let sent: Arc<Mutex<Vec<(String, i64)>>> = Default::default();
 
-    for cycle in 0..3 {
+    // 20 crash cycles, each killing the server at a random moment.
+    for cycle in 0..20u64 {
         let mut pumps = Vec::new();
         for (i, (account, channel)) in plan.iter().enumerate() {
             let (ws, _) = server.connect(&account.token).await;
             let prefix = format!("c{cycle}-s{i}");
             pumps.push(tokio::spawn(pump(ws, *channel, prefix, acks.clone(), sent.clone())));
         }
-        tokio::time::sleep(Duration::from_millis(300 + 200 * cycle)).await;
+        tokio::time::sleep(Duration::from_millis(100 + rand::random::<u64>() % 300)).await;
         let acked_before_kill = acks.lock().unwrap().len();
         server.kill();
         for p in pumps {
@@ -116,16 +117,29 @@ async fn sigkill_mid_stream_loses_no_acked_message_and_resends_duplicate_nothing
     for (i, (account, _)) in plan.iter().enumerate() {
         sockets.insert(i, server.connect(&account.token).await.0);
     }
+    // Each socket pipelines all of its resends, then collects the acks.
     let mut resent_new = 0;
-    for (cmid, channel) in &sent {
-        let sender = cmid.split('-').nth(1).unwrap()[1..].parse::<usize>().unwrap();
-        let ws = sockets.get_mut(&sender).unwrap();
-        let ack = ws.send_text(*channel, cmid, &format!("payload {cmid}")).await;
-        assert_eq!(ack["type"], "ack", "{ack}");
-        let at = (ack["channel_id"].as_i64().unwrap(), ack["message_id"].as_i64().unwrap());
-        match acks.get(cmid) {
-            Some(original) => assert_eq!(&at, original, "{cmid} re-acked differently"),
-            None => resent_new += 1,
+    for (i, (_, _)) in plan.iter().enumerate() {
+        let ws = sockets.get_mut(&i).unwrap();
+        let mine: Vec<&(String, i64)> = sent.iter().filter(|(cmid, _)| cmid.split('-').nth(1) == Some(&format!("s{i}"))).collect();
+        for (cmid, channel) in &mine {
+            let frame = json!({"type": "send", "client_msg_id": cmid, "channel_id": channel, "text": format!("payload {cmid}")});
+            ws.send(frame).await;
+        }
+        let mut acked = 0;
+        while acked < mine.len() {
+            let f = ws.next().await;
+            assert_ne!(f["type"], "error", "{f}");
+            if f["type"] != "ack" {
+                continue;
+            }
+            acked += 1;
+            let cmid = f["client_msg_id"].as_str().unwrap();
+            let at = (f["channel_id"].as_i64().unwrap(), f["message_id"].as_i64().unwrap());
+            match acks.get(cmid) {
+                Some(original) => assert_eq!(&at, original, "{cmid} re-acked differently"),
+                None => resent_new += 1,
+            }
         }
     }
     let mut seen = HashSet::new();
