@@ -39,6 +39,7 @@ impl ServerUnderTest {
             .arg(&dir)
             // The benchmark measures the engine, not the abuse limits.
             .args(["--send-rate-per-s", "1000000", "--send-burst", "1000000", "--typing-rate-per-s", "1000000"])
+            .args(["--max-connections-per-ip", "1000000", "--max-connections-per-user", "1000000"])
             .args(extra_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -64,6 +64,15 @@ pub struct Settings {
     /// VAPID subject (mailto: or https: URL of the operator).
     #[arg(long, env = "CHINWAG_VAPID_SUBJECT")]
     pub vapid_subject: Option<String>,
+    /// Open WebSockets above which new ones get 503.
+    #[arg(long, env = "CHINWAG_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open WebSockets per client address.
+    #[arg(long, env = "CHINWAG_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Authenticated WebSockets per user.
+    #[arg(long, env = "CHINWAG_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<usize>,
 }
 
 macro_rules! merge_fields {
@@ -79,7 +88,8 @@ impl Settings {
             self, lower, listen, data_dir, heartbeat_interval_ms, heartbeat_timeout_ms,
             auth_timeout_ms, outbound_queue_frames, write_timeout_ms, send_rate_per_s,
             send_burst, typing_rate_per_s, gap_fill_delay_ms, presence_offline_grace_ms,
-            public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, vapid_subject
+            public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, vapid_subject,
+            max_connections, max_connections_per_ip, max_connections_per_user
         )
     }
 
@@ -117,6 +127,9 @@ impl Settings {
             push_retry_base_ms: self.push_retry_base_ms.unwrap_or(d.push_retry_base_ms),
             push_preview_chars: self.push_preview_chars.unwrap_or(d.push_preview_chars),
             vapid_subject: self.vapid_subject.clone().unwrap_or(d.vapid_subject),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_ip: self.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
+            max_connections_per_user: self.max_connections_per_user.unwrap_or(d.max_connections_per_user),
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)

@@ -39,6 +39,13 @@ pub struct ServerConfig {
     pub push_preview_chars: usize,
     /// VAPID `sub` claim: how push services can reach the operator.
     pub vapid_subject: String,
+    /// Open WebSockets above which new ones are refused with 503 (kept
+    /// under the process's file descriptor limit).
+    pub max_connections: usize,
+    /// Open WebSockets one client address may hold.
+    pub max_connections_per_ip: usize,
+    /// Authenticated WebSockets one user may hold.
+    pub max_connections_per_user: usize,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +66,9 @@ impl Default for ServerConfig {
             push_retry_base_ms: 1_000,
             push_preview_chars: 100,
             vapid_subject: "mailto:admin@localhost".into(),
+            max_connections: 18_000,
+            max_connections_per_ip: 2_000,
+            max_connections_per_user: 50,
         }
     }
 }
@@ -76,6 +86,9 @@ impl ServerConfig {
             ("send_burst", self.send_burst.into()),
             ("typing_rate_per_s", self.typing_rate_per_s.into()),
             ("push_retry_base_ms", self.push_retry_base_ms),
+            ("max_connections", self.max_connections as u64),
+            ("max_connections_per_ip", self.max_connections_per_ip as u64),
+            ("max_connections_per_user", self.max_connections_per_user as u64),
         ];
         for (name, value) in positive {
             if value == 0 {

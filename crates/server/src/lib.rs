@@ -52,8 +52,11 @@ pub struct App {
     direct_channels: Mutex<HashMap<(UserId, UserId), ChannelId>>,
     /// Cancelled when the server shuts down; connections close "going away".
     pub shutdown: CancellationToken,
-    /// Every WebSocket connection task, so shutdown can wait for them.
+    /// Every WebSocket connection task, so shutdown can wait for them (and
+    /// its length is the number of open sockets).
     pub connections: TaskTracker,
+    /// Open sockets per client address.
+    ip_slots: gateway::IpSlots,
 }
 
 /// The backends a server runs on, chosen by whoever starts it.
@@ -85,6 +88,7 @@ impl App {
             direct_channels: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
+            ip_slots: gateway::IpSlots::default(),
         })
     }
 }

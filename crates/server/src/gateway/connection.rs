@@ -179,6 +179,11 @@ impl Connection {
 
     /// The authenticated life of the connection.
     async fn serve(&mut self, session: Session) -> Closing {
+        if self.app.bus.registry().connections_of(session.user_id) >= self.app.config.max_connections_per_user {
+            let error = WireError::new(ErrorCode::RateLimited, "too many connections for this user");
+            let _ = self.write_error(&error, None).await;
+            return Closing(Some((POLICY, "too many connections for this user")));
+        }
         let (events_tx, mut events) = mpsc::channel(self.app.config.outbound_queue_frames);
         // Subscribed before the snapshot: whatever happens after it arrives.
         let _subscription = self.app.bus.subscribe(session.user_id, events_tx);

@@ -4,12 +4,17 @@
 
 mod connection;
 mod cursor;
+mod slots;
+
+pub use slots::IpSlots;
 
 use crate::api::extract_bearer;
 use crate::error::ApiError;
 use crate::App;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
+use chinwag_proto::ErrorCode;
+use std::net::SocketAddr;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chinwag_proto::validate::FRAME_MAX_BYTES;
@@ -26,12 +31,23 @@ const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// authenticates at once; otherwise the first frame must be `auth`.
 pub async fn upgrade(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => return ApiError(WireError::bad_request(e.body_text())).into_response(),
+    };
+    // Refuse early and cheaply: an overloaded server answers 503 with a
+    // jittered retry hint instead of degrading everyone already connected.
+    if app.connections.len() >= app.config.max_connections {
+        let retry_after_ms = 1_000 + rand::random::<u64>() % 4_000;
+        let error = WireError { retry_after_ms: Some(retry_after_ms), ..WireError::new(ErrorCode::Unavailable, "server is full, retry later") };
+        return ApiError(error).into_response();
+    }
+    let Some(slot) = app.ip_slots.take(peer.ip(), app.config.max_connections_per_ip) else {
+        return ApiError(WireError::rate_limited(1_000)).into_response();
     };
     let session = match extract_bearer(&headers) {
         Some(token) => match app.authenticate(token).await {
@@ -46,6 +62,9 @@ pub async fn upgrade(
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let tracker = app.connections.clone();
-            tracker.track_future(connection::run(app, socket, session))
+            tracker.track_future(async move {
+                connection::run(app, socket, session).await;
+                drop(slot);
+            })
         })
 }

@@ -1,0 +1,57 @@
+//! Overload and abuse limits over real sockets.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use tokio_tungstenite::tungstenite;
+
+/// Opens a WebSocket from a chosen loopback source address; the HTTP
+/// status when the upgrade is refused.
+async fn open_from(server: &TestServer, source: [u8; 4]) -> Result<Client, u16> {
+    let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((std::net::Ipv4Addr::from(source), 0).into()).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    match tokio_tungstenite::client_async(server.ws_url(), tokio_tungstenite::MaybeTlsStream::Plain(stream)).await {
+        Ok((ws, _)) => Ok(Client::from_stream(ws)),
+        Err(tungstenite::Error::Http(response)) => {
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).to_string();
+            if response.status() == 503 {
+                assert!(response.headers().contains_key("retry-after"), "503 carries Retry-After");
+                assert!(body.contains("\"unavailable\"") && body.contains("retry_after_ms"), "{body}");
+            }
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("unexpected {e}"),
+    }
+}
+
+#[tokio::test]
+async fn connections_are_capped_per_server_per_address_and_per_user() {
+    let server = TestServer::start_with(&[
+        "--max-connections", "4", "--max-connections-per-ip", "3", "--max-connections-per-user", "2",
+    ]);
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    // Per user: a third authenticated socket is refused with a reason.
+    let (_a1, _) = server.connect(&alice.token).await;
+    let (_a2, _) = server.connect(&alice.token).await;
+    let mut a3 = open_from(&server, [127, 0, 0, 1]).await.unwrap();
+    a3.send(json!({"type": "auth", "token": alice.token})).await;
+    let err = a3.next_of("error").await;
+    assert_eq!(err["code"], "rate_limited");
+    assert_eq!(a3.closed().await, Some(1008));
+    // Per address: 127.0.0.1 holds 2 + (a3 closed); one more fits, then 429.
+    let mut b1 = open_from(&server, [127, 0, 0, 1]).await.unwrap();
+    b1.send(json!({"type": "auth", "token": bob.token})).await;
+    assert_eq!(b1.next_of("ready").await["type"], "ready");
+    assert_eq!(open_from(&server, [127, 0, 0, 1]).await.err(), Some(429));
+    // Another address still gets in, up to the server's cap (4 open)...
+    let _b2 = open_from(&server, [127, 0, 0, 2]).await.unwrap();
+    // ...beyond which everyone gets 503 with a retry hint.
+    assert_eq!(open_from(&server, [127, 0, 0, 3]).await.err(), Some(503));
+    // Existing sockets are unaffected.
+    b1.send(json!({"type": "ping"})).await;
+    assert_eq!(b1.next_of("pong").await["type"], "pong");
+}
