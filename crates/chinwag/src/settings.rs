@@ -73,6 +73,15 @@ pub struct Settings {
     /// Authenticated WebSockets per user.
     #[arg(long, env = "CHINWAG_MAX_CONNECTIONS_PER_USER")]
     pub max_connections_per_user: Option<usize>,
+    /// Login attempts per account per minute.
+    #[arg(long, env = "CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_MIN")]
+    pub login_rate_per_account_per_min: Option<u32>,
+    /// Login attempts per client address per minute.
+    #[arg(long, env = "CHINWAG_LOGIN_RATE_PER_IP_PER_MIN")]
+    pub login_rate_per_ip_per_min: Option<u32>,
+    /// Signups per client address per minute.
+    #[arg(long, env = "CHINWAG_SIGNUP_RATE_PER_IP_PER_MIN")]
+    pub signup_rate_per_ip_per_min: Option<u32>,
 }
 
 macro_rules! merge_fields {
@@ -89,7 +98,8 @@ impl Settings {
             auth_timeout_ms, outbound_queue_frames, write_timeout_ms, send_rate_per_s,
             send_burst, typing_rate_per_s, gap_fill_delay_ms, presence_offline_grace_ms,
             public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, vapid_subject,
-            max_connections, max_connections_per_ip, max_connections_per_user
+            max_connections, max_connections_per_ip, max_connections_per_user,
+            login_rate_per_account_per_min, login_rate_per_ip_per_min, signup_rate_per_ip_per_min
         )
     }
 
@@ -130,6 +140,9 @@ impl Settings {
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             max_connections_per_ip: self.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
             max_connections_per_user: self.max_connections_per_user.unwrap_or(d.max_connections_per_user),
+            login_rate_per_account_per_min: self.login_rate_per_account_per_min.unwrap_or(d.login_rate_per_account_per_min),
+            login_rate_per_ip_per_min: self.login_rate_per_ip_per_min.unwrap_or(d.login_rate_per_ip_per_min),
+            signup_rate_per_ip_per_min: self.signup_rate_per_ip_per_min.unwrap_or(d.signup_rate_per_ip_per_min),
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)

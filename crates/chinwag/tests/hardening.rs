@@ -55,3 +55,29 @@ async fn connections_are_capped_per_server_per_address_and_per_user() {
     b1.send(json!({"type": "ping"})).await;
     assert_eq!(b1.next_of("pong").await["type"], "pong");
 }
+
+#[tokio::test]
+async fn logins_and_signups_are_rate_limited() {
+    let server = TestServer::start_with(&[
+        "--login-rate-per-account-per-min", "3", "--signup-rate-per-ip-per-min", "2", "--login-rate-per-ip-per-min", "5",
+    ]);
+    let signup = |name: &'static str| server.call("POST", "/v1/users", None, Some(json!({"username": name, "password": PASSWORD})));
+    assert_eq!(signup("alice").await.0, 201);
+    assert_eq!(signup("bob").await.0, 201);
+    let (s, b) = signup("mallory").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (429, Some("rate_limited")));
+    assert!(b["error"]["retry_after_ms"].as_u64().unwrap() > 0);
+    // Guessing Alice's password: 3 tries per minute, right or wrong.
+    let login = |name: &'static str, pw: &'static str| {
+        server.call("POST", "/v1/sessions", None, Some(json!({"username": name, "password": pw})))
+    };
+    for _ in 0..2 {
+        assert_eq!(login("alice", "wrong guess").await.0, 401);
+    }
+    assert_eq!(login("ALICE", PASSWORD).await.0, 201, "the third try still counts");
+    let (s, b) = login("alice", PASSWORD).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (429, Some("rate_limited")));
+    // Bob's account has its own budget, but the address runs out at 5.
+    assert_eq!(login("bob", PASSWORD).await.0, 201);
+    assert_eq!(login("bob", PASSWORD).await.0, 429, "5 tries from one address");
+}

@@ -45,7 +45,7 @@ impl App {
     ) -> Result<impl Future<Output = Result<Appended, WireError>> + Send + 'static, WireError> {
         validate::client_msg_id(&client_msg_id)?;
         validate::text(&text)?;
-        self.send_limiter.check(sender)?;
+        self.send_limiter.check(&sender)?;
         let channel_id = match target {
             SendTarget::Channel(id) => id,
             SendTarget::User(other) => self.direct_channel_id(sender, other).await?,
@@ -138,7 +138,7 @@ impl App {
 
     /// Relays "typing" to the other members; never stored.
     pub async fn typing(&self, user: UserId, channel: ChannelId) -> Result<(), WireError> {
-        self.typing_limiter.check(user)?;
+        self.typing_limiter.check(&user)?;
         let members = self.members.members(&*self.store, channel).await.map_err(store_error)?;
         if !members.contains(&user) {
             return Err(WireError::not_found("channel"));

@@ -46,6 +46,12 @@ pub struct ServerConfig {
     pub max_connections_per_ip: usize,
     /// Authenticated WebSockets one user may hold.
     pub max_connections_per_user: usize,
+    /// Login attempts per account per minute (also the burst).
+    pub login_rate_per_account_per_min: u32,
+    /// Login attempts per client address per minute (also the burst).
+    pub login_rate_per_ip_per_min: u32,
+    /// Signups per client address per minute (also the burst).
+    pub signup_rate_per_ip_per_min: u32,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +75,9 @@ impl Default for ServerConfig {
             max_connections: 18_000,
             max_connections_per_ip: 2_000,
             max_connections_per_user: 50,
+            login_rate_per_account_per_min: 10,
+            login_rate_per_ip_per_min: 60,
+            signup_rate_per_ip_per_min: 20,
         }
     }
 }
@@ -89,6 +98,9 @@ impl ServerConfig {
             ("max_connections", self.max_connections as u64),
             ("max_connections_per_ip", self.max_connections_per_ip as u64),
             ("max_connections_per_user", self.max_connections_per_user as u64),
+            ("login_rate_per_account_per_min", self.login_rate_per_account_per_min.into()),
+            ("login_rate_per_ip_per_min", self.login_rate_per_ip_per_min.into()),
+            ("signup_rate_per_ip_per_min", self.signup_rate_per_ip_per_min.into()),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -25,7 +25,7 @@ use chinwag_store::Store;
 use members::MemberCache;
 use metrics::Metrics;
 use presence::Presence;
-use ratelimit::UserLimiter;
+use ratelimit::{KeyedLimiter, UserLimiter};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,6 +47,9 @@ pub struct App {
     notifier: notifier::Notifier,
     send_limiter: UserLimiter,
     typing_limiter: UserLimiter,
+    login_per_account: KeyedLimiter<String>,
+    login_per_ip: KeyedLimiter<std::net::IpAddr>,
+    signup_per_ip: KeyedLimiter<std::net::IpAddr>,
     /// Direct channel of each ordered pair, so `to_user_id` sends skip the
     /// store lookup (a pair's direct channel never changes).
     direct_channels: Mutex<HashMap<(UserId, UserId), ChannelId>>,
@@ -71,11 +74,26 @@ pub struct Backends {
 }
 
 impl App {
+    /// Signups are limited per client address.
+    pub fn check_signup(&self, ip: std::net::IpAddr) -> Result<(), chinwag_proto::WireError> {
+        self.signup_per_ip.check(&ip)
+    }
+
+    /// Logins are limited per client address and per account (so neither
+    /// one address nor many can guess one account's password quickly).
+    pub fn check_login(&self, ip: std::net::IpAddr, username: &str) -> Result<(), chinwag_proto::WireError> {
+        self.login_per_ip.check(&ip)?;
+        self.login_per_account.check(&username.to_lowercase())
+    }
+
     pub fn new(backends: Backends, config: ServerConfig) -> Arc<App> {
         let Backends { store, bus, discovery, metrics, notifier } = backends;
         Arc::new(App {
             send_limiter: UserLimiter::new(config.send_rate_per_s, config.send_burst),
             typing_limiter: UserLimiter::new(config.typing_rate_per_s, config.typing_rate_per_s),
+            login_per_account: KeyedLimiter::per_minute(config.login_rate_per_account_per_min, config.login_rate_per_account_per_min),
+            login_per_ip: KeyedLimiter::per_minute(config.login_rate_per_ip_per_min, config.login_rate_per_ip_per_min),
+            signup_per_ip: KeyedLimiter::per_minute(config.signup_rate_per_ip_per_min, config.signup_rate_per_ip_per_min),
             store,
             bus,
             discovery,
@@ -145,6 +163,9 @@ async fn housekeeping(app: Arc<App>) {
         if ticks % 60 == 0 {
             app.send_limiter.forget_idle();
             app.typing_limiter.forget_idle();
+            app.login_per_account.forget_idle();
+            app.login_per_ip.forget_idle();
+            app.signup_per_ip.forget_idle();
             app.persist_online_users().await;
         }
     }

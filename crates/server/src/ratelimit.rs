@@ -1,29 +1,42 @@
-//! Per-user rate limits (governor's keyed GCRA limiters).
+//! Rate limits per key (user, account name, client address): governor's
+//! keyed GCRA limiters.
 
 use chinwag_proto::{UserId, WireError};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::hash::Hash;
 use std::num::NonZeroU32;
 
-/// A rate per second with a burst, checked per user.
-pub struct UserLimiter {
-    limiter: DefaultKeyedRateLimiter<UserId>,
+/// A rate with a burst, checked per key.
+pub struct KeyedLimiter<K: Hash + Eq + Clone> {
+    limiter: DefaultKeyedRateLimiter<K>,
     clock: DefaultClock,
 }
 
-impl UserLimiter {
+/// The per-user limiter of sends and typing.
+pub type UserLimiter = KeyedLimiter<UserId>;
+
+impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn new(per_second: u32, burst: u32) -> Self {
         let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst).unwrap_or(per_second);
-        UserLimiter {
-            limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
-            clock: DefaultClock::default(),
-        }
+        Self::with_quota(Quota::per_second(per_second).allow_burst(burst))
     }
 
-    /// `rate_limited` with the wait when `user` is over the limit.
-    pub fn check(&self, user: UserId) -> Result<(), WireError> {
-        self.limiter.check_key(&user).map_err(|not_until| {
+    /// `per_minute` on average, `burst` at once.
+    pub fn per_minute(per_minute: u32, burst: u32) -> Self {
+        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(per_minute);
+        Self::with_quota(Quota::per_minute(per_minute).allow_burst(burst))
+    }
+
+    fn with_quota(quota: Quota) -> Self {
+        KeyedLimiter { limiter: RateLimiter::keyed(quota), clock: DefaultClock::default() }
+    }
+
+    /// `rate_limited` with the wait when `key` is over the limit.
+    pub fn check(&self, key: &K) -> Result<(), WireError> {
+        self.limiter.check_key(key).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
             WireError::rate_limited(wait.as_millis().max(1) as u64)
         })
@@ -46,11 +59,11 @@ mod tests {
     fn burst_then_limited_per_user() {
         let limiter = UserLimiter::new(1, 3);
         for _ in 0..3 {
-            limiter.check(UserId(1)).unwrap();
+            limiter.check(&UserId(1)).unwrap();
         }
-        let err = limiter.check(UserId(1)).unwrap_err();
+        let err = limiter.check(&UserId(1)).unwrap_err();
         assert_eq!(err.code, ErrorCode::RateLimited);
         assert!(err.retry_after_ms.unwrap() > 0);
-        limiter.check(UserId(2)).unwrap();
+        limiter.check(&UserId(2)).unwrap();
     }
 }

@@ -59,6 +59,11 @@ impl TestServer {
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(&self.dir)
             .args(&self.args)
+            // Tests sign up and log in many users from one address; the
+            // limits themselves are tested with flags, which win over these.
+            .env("CHINWAG_SIGNUP_RATE_PER_IP_PER_MIN", "100000")
+            .env("CHINWAG_LOGIN_RATE_PER_IP_PER_MIN", "100000")
+            .env("CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_MIN", "100000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -4,7 +4,8 @@ use super::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::auth;
 use crate::error::ApiError;
 use crate::App;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
+use std::net::SocketAddr;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -24,7 +25,12 @@ pub struct Signup {
     display_name: Option<String>,
 }
 
-pub async fn signup(State(app): State<Arc<App>>, ApiJson(body): ApiJson<Signup>) -> Result<impl IntoResponse> {
+pub async fn signup(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<Signup>,
+) -> Result<impl IntoResponse> {
+    app.check_signup(peer.ip())?;
     let username = validate::username(&body.username)?;
     validate::password(&body.password)?;
     let display_name = body.display_name.unwrap_or_else(|| username.clone());
@@ -44,7 +50,12 @@ pub struct Login {
     device_name: Option<String>,
 }
 
-pub async fn login(State(app): State<Arc<App>>, ApiJson(body): ApiJson<Login>) -> Result<impl IntoResponse> {
+pub async fn login(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<impl IntoResponse> {
+    app.check_login(peer.ip(), &body.username)?;
     if let Some(name) = &body.device_name {
         validate::device_name(name)?;
     }
