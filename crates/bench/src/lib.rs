@@ -162,9 +162,9 @@ pub async fn run(mut args: BenchArgs, exe: &Path) -> Result<Report> {
     }
     if args.wants("group") {
         let bar = progress("group", duration.as_millis() as u64);
-        let pace = Pace::Open { rate_per_s: args.group_rate };
+        let run = scenarios::RunShape { pace: Pace::Open { rate_per_s: args.group_rate }, payload_bytes: args.payload_bytes, duration };
         let members = &users[..args.groups * args.group_size];
-        let outcome = scenarios::group(&api, &base, members, args.group_size, pace, args.payload_bytes, duration, &bar).await?;
+        let outcome = scenarios::group(&api, &base, members, args.group_size, run, &bar).await?;
         bar.finish_and_clear();
         let params = format!(
             "{} groups of {} members, all sending, {} msgs/s open loop, {} s",
@@ -244,20 +244,21 @@ fn load_report(name: &str, params: String, o: &LoadOutcome) -> ScenarioReport {
 
 async fn direct(args: &BenchArgs, api: &Api, base: &str, users: &[BenchUser], duration: Duration) -> Result<Vec<ScenarioReport>> {
     let pairs = &users[..args.pairs * 2];
-    let closed = Pace::Closed { window: args.window };
+    let shape = |pace| scenarios::RunShape { pace, payload_bytes: args.payload_bytes, duration };
+    let closed = shape(Pace::Closed { window: args.window });
     let mut reports = Vec::new();
     let mut relay_rate = None;
     if !args.no_relay {
         let relay_url = relay::start().await?;
         let bar = progress("relay", duration.as_millis() as u64);
-        let o = scenarios::direct_relay(&relay_url, args.pairs, closed, args.payload_bytes, duration, &bar).await?;
+        let o = scenarios::direct_relay(&relay_url, args.pairs, closed, &bar).await?;
         bar.finish_and_clear();
         relay_rate = Some(o.acked as f64 / o.elapsed.as_secs_f64());
         let params = format!("bare relay (no auth, no store), {} pairs, window {}, {} s", args.pairs, args.window, args.duration_s);
         reports.push(load_report("direct-relay", params, &o));
     }
     let bar = progress("direct max", duration.as_millis() as u64);
-    let max = scenarios::direct(api, base, &pairs[..args.pairs * 2 / 2 * 2], closed, args.payload_bytes, duration, &bar).await?;
+    let max = scenarios::direct(api, base, pairs, closed, &bar).await?;
     bar.finish_and_clear();
     let rate = max.acked as f64 / max.elapsed.as_secs_f64();
     let mut max_report = load_report(
@@ -271,8 +272,7 @@ async fn direct(args: &BenchArgs, api: &Api, base: &str, users: &[BenchUser], du
     reports.push(max_report);
     // Fresh channels for the latency run, so ids start over.
     let bar = progress("direct rate", duration.as_millis() as u64);
-    let open = Pace::Open { rate_per_s: args.rate };
-    let timed = scenarios::direct(api, base, pairs, open, args.payload_bytes, duration, &bar).await?;
+    let timed = scenarios::direct(api, base, pairs, shape(Pace::Open { rate_per_s: args.rate }), &bar).await?;
     bar.finish_and_clear();
     reports.push(load_report(
         "direct-rate",

@@ -76,7 +76,7 @@ impl Report {
             .scenarios
             .iter()
             .flat_map(|s| s.curves.iter().map(move |(name, h)| (format!("{} {name}", s.name), h)))
-            .filter(|(_, h)| h.0.len() > 0)
+            .filter(|(_, h)| !h.0.is_empty())
             .map(|(name, h)| (name, h.curve()))
             .collect();
         let max_ms = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.1)).fold(1.0f64, f64::max) * 1.5;

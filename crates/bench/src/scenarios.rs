@@ -72,16 +72,16 @@ pub fn spread_bind(i: usize) -> Option<IpAddr> {
     (x > 1).then(|| IpAddr::from([127, 0, 0, x]))
 }
 
+/// How one load run goes: pacing, message size and length.
+#[derive(Debug, Clone, Copy)]
+pub struct RunShape {
+    pub pace: Pace,
+    pub payload_bytes: usize,
+    pub duration: Duration,
+}
+
 /// `pairs` pairs of users, each pair chatting in its direct channel.
-pub async fn direct(
-    api: &Api,
-    base_url: &str,
-    users: &[BenchUser],
-    pace: Pace,
-    payload: usize,
-    duration: Duration,
-    progress: &ProgressBar,
-) -> Result<LoadOutcome> {
+pub async fn direct(api: &Api, base_url: &str, users: &[BenchUser], run: RunShape, progress: &ProgressBar) -> Result<LoadOutcome> {
     let mut channel_of = Vec::with_capacity(users.len());
     for pair in users.chunks_exact(2) {
         let channel = api.direct(&pair[0].token, pair[1].id).await?.id;
@@ -94,11 +94,11 @@ pub async fn direct(
         .zip(channel_of)
         .map(|(client, channel)| Participant { client, sends_to: Some(channel) })
         .collect();
-    Ok(load::run(participants, pace, payload, duration, Duration::from_secs(10), progress).await)
+    Ok(load::run(participants, run.pace, run.payload_bytes, run.duration, Duration::from_secs(10), progress).await)
 }
 
 /// The same pairs against the bare relay (no HTTP: ids made up).
-pub async fn direct_relay(relay_url: &str, pairs: usize, pace: Pace, payload: usize, duration: Duration, progress: &ProgressBar) -> Result<LoadOutcome> {
+pub async fn direct_relay(relay_url: &str, pairs: usize, run: RunShape, progress: &ProgressBar) -> Result<LoadOutcome> {
     let tokens: Vec<String> = (0..pairs * 2).map(|i| format!("relay:{}:{}", i + 1, i / 2 + 1)).collect();
     let clients = connect_all(relay_url, &tokens, |_| None).await?;
     let participants = clients
@@ -106,20 +106,11 @@ pub async fn direct_relay(relay_url: &str, pairs: usize, pace: Pace, payload: us
         .enumerate()
         .map(|(i, client)| Participant { client, sends_to: Some(ChannelId((i / 2 + 1) as i64)) })
         .collect();
-    Ok(load::run(participants, pace, payload, duration, Duration::from_secs(10), progress).await)
+    Ok(load::run(participants, run.pace, run.payload_bytes, run.duration, Duration::from_secs(10), progress).await)
 }
 
 /// Groups of `size` members, every member sending.
-pub async fn group(
-    api: &Api,
-    base_url: &str,
-    users: &[BenchUser],
-    size: usize,
-    pace: Pace,
-    payload: usize,
-    duration: Duration,
-    progress: &ProgressBar,
-) -> Result<LoadOutcome> {
+pub async fn group(api: &Api, base_url: &str, users: &[BenchUser], size: usize, run: RunShape, progress: &ProgressBar) -> Result<LoadOutcome> {
     let mut channel_of = Vec::new();
     for members in users.chunks_exact(size) {
         let ids: Vec<UserId> = members.iter().map(|m| m.id).collect();
@@ -133,7 +124,7 @@ pub async fn group(
         .zip(channel_of)
         .map(|(client, channel)| Participant { client, sends_to: Some(channel) })
         .collect();
-    Ok(load::run(participants, pace, payload, duration, Duration::from_secs(15), progress).await)
+    Ok(load::run(participants, run.pace, run.payload_bytes, run.duration, Duration::from_secs(15), progress).await)
 }
 
 /// Idle connections and what they cost the server.
@@ -270,17 +261,7 @@ async fn churn(base: &str, token: &str, channel: ChannelId, deadline: Instant, s
             reconnects += 1;
         }
         let stay = Duration::from_millis(50 + (seed * 37 + reconnects * 53) % 150);
-        let until = tokio::time::Instant::now() + stay;
-        loop {
-            tokio::select! {
-                event = client.next_event() => match event {
-                    Some(Event::Message(m)) if m.channel_id == channel => track.observe(m.message_id.0, &mut correctness),
-                    Some(_) => {}
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(until) => break,
-            }
-        }
+        read_channel(&mut client, channel, &mut track, &mut correctness, i64::MAX, stay).await;
         client.close().await;
     }
     Ok((reconnects, ready, track, correctness, token.to_owned()))
@@ -298,17 +279,30 @@ async fn finish(
     config.cursors = HashMap::from([(channel, MessageId(track.last))]);
     let mut client = Client::connect(config).await?;
     let mut correctness = Correctness::default();
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    while track.last < last_id {
+    read_channel(&mut client, channel, &mut track, &mut correctness, last_id, Duration::from_secs(10)).await;
+    client.close().await;
+    Ok((track, correctness))
+}
+
+/// Checks a channel's messages as they arrive, until `up_to` was seen or
+/// `wait` passed.
+async fn read_channel(
+    client: &mut Client,
+    channel: ChannelId,
+    track: &mut ChannelTrack,
+    correctness: &mut Correctness,
+    up_to: i64,
+    wait: Duration,
+) {
+    let until = tokio::time::Instant::now() + wait;
+    while track.last < up_to {
         tokio::select! {
             event = client.next_event() => match event {
-                Some(Event::Message(m)) if m.channel_id == channel => track.observe(m.message_id.0, &mut correctness),
+                Some(Event::Message(m)) if m.channel_id == channel => track.observe(m.message_id.0, correctness),
                 Some(_) => {}
                 None => break,
             },
             _ = tokio::time::sleep_until(until) => break,
         }
     }
-    client.close().await;
-    Ok((track, correctness))
 }

@@ -160,7 +160,7 @@ async fn housekeeping(app: Arc<App>) {
             load: app.bus.registry().connection_count() as u64,
         });
         ticks += 1;
-        if ticks % 60 == 0 {
+        if ticks.is_multiple_of(60) {
             app.send_limiter.forget_idle();
             app.typing_limiter.forget_idle();
             app.login_per_account.forget_idle();

@@ -83,8 +83,15 @@ pub enum PushError {
     Retry(String),
 }
 
-/// Maps a provider's HTTP answer to the outcome.
-pub(crate) fn judge(status: reqwest::StatusCode) -> Result<(), PushError> {
+/// Sends a provider's request (10 s at most) and maps the answer: 2xx is
+/// done, 404/410 means the target is gone, anything else is retried.
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<(), PushError> {
+    let response = request
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| PushError::Retry(e.to_string()))?;
+    let status = response.status();
     match status.as_u16() {
         200..=299 => Ok(()),
         404 | 410 => Err(PushError::Gone(status.to_string())),

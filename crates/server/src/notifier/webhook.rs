@@ -5,7 +5,6 @@ use super::{PushError, PushTarget, Pusher};
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::time::Duration;
 
 /// Header carrying `sha256=<hex HMAC of the raw body>`.
 pub const SIGNATURE_HEADER: &str = "X-Chinwag-Signature";
@@ -31,17 +30,13 @@ impl Pusher for WebhookPusher {
             return Err(PushError::Gone("not a webhook target".into()));
         };
         let key = secret.as_deref().map_or(self.default_secret.as_slice(), str::as_bytes);
-        let response = self
+        let request = self
             .http
             .post(url)
             .header("Content-Type", "application/json")
             .header(SIGNATURE_HEADER, sign(key, payload))
-            .timeout(Duration::from_secs(10))
-            .body(payload.to_vec())
-            .send()
-            .await
-            .map_err(|e| PushError::Retry(e.to_string()))?;
-        super::judge(response.status())
+            .body(payload.to_vec());
+        super::send(request).await
     }
 }
 

@@ -14,7 +14,6 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::{PublicKey, SecretKey};
 use sha2::Sha256;
 use std::path::Path;
-use std::time::Duration;
 
 /// Record size written in the header; one record carries the whole payload.
 const RECORD_SIZE: u32 = 4096;
@@ -151,7 +150,7 @@ impl Pusher for WebPushPusher {
         };
         let url = reqwest::Url::parse(endpoint).map_err(|e| PushError::Gone(e.to_string()))?;
         let ua = parse_keys(&keys.p256dh, &keys.auth).map_err(PushError::Gone)?;
-        let response = self
+        let request = self
             .http
             .post(url.clone())
             .header("Authorization", self.vapid.authorization(&url))
@@ -159,12 +158,8 @@ impl Pusher for WebPushPusher {
             .header("Urgency", "normal")
             .header("Content-Encoding", "aes128gcm")
             .header("Content-Type", "application/octet-stream")
-            .timeout(Duration::from_secs(10))
-            .body(encrypt(payload, &ua))
-            .send()
-            .await
-            .map_err(|e| PushError::Retry(e.to_string()))?;
-        super::judge(response.status())
+            .body(encrypt(payload, &ua));
+        super::send(request).await
     }
 }
 
