@@ -132,6 +132,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> 
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await;
+    // Whatever ended serving (a signal or an error), every role stops now.
+    app.shutdown.cancel();
     housekeeping.abort();
     let _ = notifier.await;
     app.connections.close();

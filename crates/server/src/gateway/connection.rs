@@ -278,11 +278,14 @@ impl Connection {
             ClientFrame::Auth { .. } => Err(WireError::bad_request("already authenticated")),
             ClientFrame::Send { client_msg_id, channel_id, to_user_id, text } => {
                 let target = match (channel_id, to_user_id) {
-                    (Some(channel), _) => SendTarget::Channel(channel),
-                    (None, Some(user)) => SendTarget::User(user),
-                    (None, None) => return Err(Closing(None)),
+                    (Some(channel), _) => Some(SendTarget::Channel(channel)),
+                    (None, Some(user)) => Some(SendTarget::User(user)),
+                    (None, None) => None,
                 };
-                self.send(state.user, target, client_msg_id, text, reference.clone(), replies).await
+                match target {
+                    Some(target) => self.send(state.user, target, client_msg_id, text, reference.clone(), replies).await,
+                    None => Err(WireError::bad_request("`send` needs `channel_id` or `to_user_id`")),
+                }
             }
             ClientFrame::Sync { channel_id, after, limit } => {
                 return self.sync(state, channel_id, after, limit, reference).await;
