@@ -82,6 +82,10 @@ pub struct Settings {
     /// Signups per client address per minute.
     #[arg(long, env = "CHINWAG_SIGNUP_RATE_PER_IP_PER_MIN")]
     pub signup_rate_per_ip_per_min: Option<u32>,
+    /// Comma-separated browser origins (besides the server's own) allowed
+    /// to open WebSockets; `*` for any.
+    #[arg(long, env = "CHINWAG_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 macro_rules! merge_fields {
@@ -99,7 +103,8 @@ impl Settings {
             send_burst, typing_rate_per_s, gap_fill_delay_ms, presence_offline_grace_ms,
             public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, vapid_subject,
             max_connections, max_connections_per_ip, max_connections_per_user,
-            login_rate_per_account_per_min, login_rate_per_ip_per_min, signup_rate_per_ip_per_min
+            login_rate_per_account_per_min, login_rate_per_ip_per_min, signup_rate_per_ip_per_min,
+            allowed_origins
         )
     }
 
@@ -143,6 +148,7 @@ impl Settings {
             login_rate_per_account_per_min: self.login_rate_per_account_per_min.unwrap_or(d.login_rate_per_account_per_min),
             login_rate_per_ip_per_min: self.login_rate_per_ip_per_min.unwrap_or(d.login_rate_per_ip_per_min),
             signup_rate_per_ip_per_min: self.signup_rate_per_ip_per_min.unwrap_or(d.signup_rate_per_ip_per_min),
+            allowed_origins: self.allowed_origins.clone().unwrap_or(d.allowed_origins),
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)

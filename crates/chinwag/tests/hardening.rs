@@ -81,3 +81,29 @@ async fn logins_and_signups_are_rate_limited() {
     assert_eq!(login("bob", PASSWORD).await.0, 201);
     assert_eq!(login("bob", PASSWORD).await.0, 429, "5 tries from one address");
 }
+
+#[tokio::test]
+async fn cross_site_pages_cannot_open_websockets() {
+    use tungstenite::client::IntoClientRequest;
+    let server = TestServer::start_with(&["--allowed-origins", "https://app.example.com"]);
+    let host = server.base.trim_start_matches("http://").to_string();
+    let try_origin = |origin: Option<String>| {
+        let url = server.ws_url();
+        async move {
+            let mut request = url.into_client_request().unwrap();
+            if let Some(origin) = origin {
+                request.headers_mut().insert("origin", origin.parse().unwrap());
+            }
+            match tokio_tungstenite::connect_async(request).await {
+                Ok(_) => 101,
+                Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert_eq!(try_origin(Some("http://evil.example".into())).await, 403);
+    assert_eq!(try_origin(Some(format!("http://{host}.evil.example"))).await, 403);
+    assert_eq!(try_origin(Some(format!("http://{host}"))).await, 101, "the server's own pages");
+    assert_eq!(try_origin(Some("https://app.example.com".into())).await, 101, "a listed origin");
+    assert_eq!(try_origin(None).await, 101, "non-browser clients send no Origin");
+}

@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub login_rate_per_ip_per_min: u32,
     /// Signups per client address per minute (also the burst).
     pub signup_rate_per_ip_per_min: u32,
+    /// Browser origins (e.g. `https://app.example.com`) besides the server's
+    /// own that may open WebSockets; `*` allows any.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
             login_rate_per_account_per_min: 10,
             login_rate_per_ip_per_min: 60,
             signup_rate_per_ip_per_min: 20,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -136,5 +140,36 @@ impl ServerConfig {
 
     pub fn presence_offline_grace(&self) -> Duration {
         Duration::from_millis(self.presence_offline_grace_ms)
+    }
+}
+
+impl ServerConfig {
+    /// Whether a browser page from `origin` may open a WebSocket to a server
+    /// reached as `host`: its own origin always, others only when listed.
+    /// (A cross-site page could otherwise ride on a user's session.)
+    pub fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
+        let own = host.is_some_and(|host| {
+            origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
+        });
+        own || self.allowed_origins.iter().any(|o| o == "*" || o.trim_end_matches('/') == origin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let mut c = ServerConfig::default();
+        assert!(c.origin_allowed("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
+        assert!(c.origin_allowed("https://chat.example.com", Some("chat.example.com")));
+        assert!(!c.origin_allowed("http://evil.example", Some("127.0.0.1:8080")));
+        assert!(!c.origin_allowed("http://127.0.0.1:8080.evil.example", Some("127.0.0.1:8080")));
+        assert!(!c.origin_allowed("null", None));
+        c.allowed_origins = vec!["https://app.example.com/".into()];
+        assert!(c.origin_allowed("https://app.example.com", Some("api.example.com")));
+        c.allowed_origins = vec!["*".into()];
+        assert!(c.origin_allowed("http://anything", None));
     }
 }

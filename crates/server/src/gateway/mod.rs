@@ -15,7 +15,7 @@ use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, State};
 use chinwag_proto::ErrorCode;
 use std::net::SocketAddr;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use chinwag_proto::validate::FRAME_MAX_BYTES;
 use chinwag_proto::WireError;
@@ -45,6 +45,13 @@ pub async fn upgrade(
         let retry_after_ms = 1_000 + rand::random::<u64>() % 4_000;
         let error = WireError { retry_after_ms: Some(retry_after_ms), ..WireError::new(ErrorCode::Unavailable, "server is full, retry later") };
         return ApiError(error).into_response();
+    }
+    // Browsers always send Origin; other clients need not.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if !origin.to_str().is_ok_and(|o| app.config.origin_allowed(o, host)) {
+            return ApiError(WireError::new(ErrorCode::Forbidden, "this origin may not open WebSockets here")).into_response();
+        }
     }
     let Some(slot) = app.ip_slots.take(peer.ip(), app.config.max_connections_per_ip) else {
         return ApiError(WireError::rate_limited(1_000)).into_response();
