@@ -87,6 +87,19 @@ pub async fn direct(api: &Api, base_url: &str, users: &[BenchUser], run: RunShap
         let channel = api.direct(&pair[0].token, pair[1].id).await?.id;
         channel_of.extend([channel, channel]);
     }
+    run_members(base_url, users, channel_of, run, Duration::from_secs(10), progress).await
+}
+
+/// Connects `users[i]`, who sends into `channel_of[i]`, and runs the load;
+/// deliveries may drain for `drain` afterwards.
+async fn run_members(
+    base_url: &str,
+    users: &[BenchUser],
+    channel_of: Vec<ChannelId>,
+    run: RunShape,
+    drain: Duration,
+    progress: &ProgressBar,
+) -> Result<LoadOutcome> {
     let tokens: Vec<String> = users.iter().take(channel_of.len()).map(|u| u.token.clone()).collect();
     let clients = connect_all(base_url, &tokens, |_| None).await?;
     let participants = clients
@@ -94,7 +107,7 @@ pub async fn direct(api: &Api, base_url: &str, users: &[BenchUser], run: RunShap
         .zip(channel_of)
         .map(|(client, channel)| Participant { client, sends_to: Some(channel) })
         .collect();
-    Ok(load::run(participants, run.pace, run.payload_bytes, run.duration, Duration::from_secs(10), progress).await)
+    Ok(load::run(participants, run.pace, run.payload_bytes, run.duration, drain, progress).await)
 }
 
 /// The same pairs against the bare relay (no HTTP: ids made up).
@@ -117,14 +130,7 @@ pub async fn group(api: &Api, base_url: &str, users: &[BenchUser], size: usize, 
         let channel = api.group(&members[0].token, "bench group", &ids).await?.id;
         channel_of.extend(std::iter::repeat_n(channel, size));
     }
-    let tokens: Vec<String> = users.iter().take(channel_of.len()).map(|u| u.token.clone()).collect();
-    let clients = connect_all(base_url, &tokens, |_| None).await?;
-    let participants = clients
-        .into_iter()
-        .zip(channel_of)
-        .map(|(client, channel)| Participant { client, sends_to: Some(channel) })
-        .collect();
-    Ok(load::run(participants, run.pace, run.payload_bytes, run.duration, Duration::from_secs(15), progress).await)
+    run_members(base_url, users, channel_of, run, Duration::from_secs(15), progress).await
 }
 
 /// Idle connections and what they cost the server.
