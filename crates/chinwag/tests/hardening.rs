@@ -42,8 +42,20 @@ async fn connections_are_capped_per_server_per_address_and_per_user() {
     let err = a3.next_of("error").await;
     assert_eq!(err["code"], "rate_limited");
     assert_eq!(a3.closed().await, Some(1008));
-    // Per address: 127.0.0.1 holds 2 + (a3 closed); one more fits, then 429.
-    let mut b1 = open_from(&server, [127, 0, 0, 1]).await.unwrap();
+    // Per address: 127.0.0.1 holds 2 once a3's slot is released (just
+    // after its close frame went out); one more fits, then 429.
+    let mut b1 = {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match open_from(&server, [127, 0, 0, 1]).await {
+                Ok(ws) => break ws,
+                Err(429) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                Err(status) => panic!("a freed slot was not given back: {status}"),
+            }
+        }
+    };
     b1.send(json!({"type": "auth", "token": bob.token})).await;
     assert_eq!(b1.next_of("ready").await["type"], "ready");
     assert_eq!(open_from(&server, [127, 0, 0, 1]).await.err(), Some(429));
