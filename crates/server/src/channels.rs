@@ -1,7 +1,7 @@
 //! Channel lifecycle: direct channels, groups, members, each change told to
 //! the affected users' connections as `channel` / `channel_removed` events.
 
-use crate::error::store_error;
+use crate::error::{store_error, user_store_error};
 use crate::App;
 use chinwag_bus::Event;
 use chinwag_proto::{validate, Channel, ChannelId, ChannelKind, ErrorCode, UserId, WireError};
@@ -14,10 +14,7 @@ impl App {
             .store
             .direct_channel(me, other, chinwag_proto::now_ms())
             .await
-            .map_err(|e| match e {
-                chinwag_store::StoreError::NotFound => WireError::not_found("user"),
-                e => store_error(e),
-            })?;
+            .map_err(user_store_error)?;
         self.remember_direct(me, other, channel.id);
         if created {
             self.announce(channel.id, &channel.member_ids).await;
@@ -40,10 +37,7 @@ impl App {
             .store
             .create_group(NewGroup { creator, name, member_ids, created_at: chinwag_proto::now_ms() })
             .await
-            .map_err(|e| match e {
-                chinwag_store::StoreError::NotFound => WireError::not_found("user"),
-                e => store_error(e),
-            })?;
+            .map_err(user_store_error)?;
         self.announce(channel.id, &channel.member_ids).await;
         Ok(channel)
     }
@@ -67,10 +61,7 @@ impl App {
             .store
             .add_member(id, user, chinwag_proto::now_ms())
             .await
-            .map_err(|e| match e {
-                chinwag_store::StoreError::NotFound => WireError::not_found("user"),
-                e => store_error(e),
-            })?;
+            .map_err(user_store_error)?;
         if added {
             self.members.invalidate(id);
             let state = self.channel_state(id).await?;

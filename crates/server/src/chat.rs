@@ -139,10 +139,7 @@ impl App {
     /// Relays "typing" to the other members; never stored.
     pub async fn typing(&self, user: UserId, channel: ChannelId) -> Result<(), WireError> {
         self.typing_limiter.check(&user)?;
-        let members = self.members.members(&*self.store, channel).await.map_err(store_error)?;
-        if !members.contains(&user) {
-            return Err(WireError::not_found("channel"));
-        }
+        let members = self.members_for(user, channel).await?;
         let others: Vec<UserId> = members.iter().copied().filter(|&m| m != user).collect();
         self.bus.publish(&others, Event::Typing { channel_id: channel, user_id: user });
         Ok(())

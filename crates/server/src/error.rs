@@ -45,6 +45,15 @@ pub fn store_error(e: StoreError) -> WireError {
     }
 }
 
+/// Like [`store_error`], for calls whose only `NotFound` is a user that
+/// does not exist (a member or contact to add).
+pub fn user_store_error(e: StoreError) -> WireError {
+    match e {
+        StoreError::NotFound => WireError::not_found("user"),
+        e => store_error(e),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.http_status())

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use chinwag_bus::Event;
 use chinwag_proto::{ChannelId, UserId, WireError};
-use chinwag_store::{FeedPage, SearchQuery, StoreError};
+use chinwag_store::{FeedPage, SearchQuery};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -42,10 +42,7 @@ pub async fn add_contact(
     app.store
         .add_contact(session.user_id, contact, chinwag_proto::now_ms())
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound => ApiError(WireError::not_found("user")),
-            e => e.into(),
-        })?;
+        .map_err(|e| ApiError(crate::error::user_store_error(e)))?;
     if let Some((user_id, status, last_active_at)) = app.presence_of(&[contact]).await?.pop() {
         app.bus.publish(&[session.user_id], Event::Presence { user_id, status, last_active_at });
     }

@@ -115,8 +115,7 @@ impl Connection {
     }
 
     async fn write_frame(&mut self, frame: &ServerFrame) -> Step {
-        let text = Utf8Bytes::from(frame.to_json());
-        self.write_all(std::iter::once(WsMessage::Text(text))).await
+        self.write_all([text_frame(frame)]).await
     }
 
     async fn write_error(&mut self, error: &WireError, reference: Option<Value>) -> Step {
