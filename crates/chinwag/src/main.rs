@@ -1,12 +1,13 @@
 //! The `chinwag` binary: wires the backends to the roles and runs them.
 
+mod admin;
 mod settings;
 
 use anyhow::{Context, Result};
 use chinwag_bus::{LocalBus, LocalDiscovery};
 use chinwag_server::metrics::{CommitMetrics, Metrics};
 use chinwag_server::notifier::{self, webpush::VapidKeys};
-use chinwag_server::{App, Backends};
+use chinwag_server::{tls, App, Backends, Listening};
 use chinwag_store::sqlite::{SqliteConfig, SqliteStore};
 use clap::{Parser, Subcommand};
 use settings::Settings;
@@ -31,6 +32,8 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Operator commands for a running server (users, disable, backup).
+    Admin(admin::AdminArgs),
     /// Measure speed, memory per connection and correctness.
     Bench(chinwag_bench::BenchArgs),
     /// (internal) Hold idle connections for `bench`.
@@ -56,6 +59,7 @@ fn main() -> Result<()> {
             runtime.block_on(chinwag_bench::run(args, &exe)).map(|_| ())
         }
         Command::BenchWorker(args) => runtime.block_on(chinwag_bench::worker(args)),
+        Command::Admin(args) => runtime.block_on(admin::run(args)),
         Command::Serve { config, settings } => {
             let settings = match config {
                 Some(path) => settings.or(Settings::from_file(&path)?),
@@ -98,10 +102,19 @@ async fn serve(settings: Settings) -> Result<()> {
     let observer = Box::new(CommitMetrics(metrics.clone()));
     let store = SqliteStore::open_observed(&SqliteConfig::in_dir(&data_dir), Some(observer))
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(settings.listen())
+    let admin_listener = bind_admin_socket(&data_dir).await?;
+    let tcp = tokio::net::TcpListener::bind(settings.listen())
         .await
         .with_context(|| format!("listening on {}", settings.listen()))?;
+    let listener = match settings.tls()? {
+        Some((cert, key)) => {
+            let tls = tls::server_config(cert, key).context("loading the TLS certificate")?;
+            Listening::Tls(tls::TlsListener::new(tcp, tls)?)
+        }
+        None => Listening::Plain(tcp),
+    };
     let addr = listener.local_addr()?;
+    let scheme = if config.tls { "https" } else { "http" };
     let vapid = VapidKeys::load_or_create(&data_dir, &config.vapid_subject).context("loading the VAPID key")?;
     let webhook_secret = notifier::load_or_create_secret(&data_dir).context("loading the webhook secret")?;
     let backends = Backends {
@@ -113,13 +126,41 @@ async fn serve(settings: Settings) -> Result<()> {
     };
     let app = App::new(backends, config);
     tokio::spawn(stop_on_signal(app.clone()));
+    let admin = tokio::spawn(chinwag_server::admin::serve(admin_listener, app.clone()));
     // Scripts and tests read this line to learn the address.
-    println!("chinwag listening on http://{addr}");
+    println!("chinwag listening on {scheme}://{addr}");
     tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
     chinwag_server::serve(listener, app.clone()).await.context("serving")?;
+    let _ = admin.await;
+    let _ = std::fs::remove_file(data_dir.join(admin::SOCKET_NAME));
     app.store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The operator's socket in the data directory, readable by its owner
+/// only. A socket file that answers belongs to a server already running on
+/// this data directory (two would corrupt nothing, SQLite locks, but would
+/// split the users between them): refuse to start. One that does not
+/// answer is left over from a crash and replaced.
+async fn bind_admin_socket(data_dir: &std::path::Path) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let path = data_dir.join(admin::SOCKET_NAME);
+    if tokio::net::UnixStream::connect(&path).await.is_ok() {
+        anyhow::bail!("another chinwag is serving {} already", data_dir.display());
+    }
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing the stale {}", path.display()));
+        }
+        _ => {}
+    }
+    let listener = tokio::net::UnixListener::bind(&path)
+        .with_context(|| format!("binding the admin socket {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
+    Ok(listener)
 }
 
 /// SIGTERM or Ctrl-C starts a clean shutdown.

@@ -86,6 +86,12 @@ pub struct Settings {
     /// to open WebSockets; `*` for any.
     #[arg(long, env = "CHINWAG_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
+    /// PEM certificate chain: serve HTTPS and WSS (needs --tls-key).
+    #[arg(long, env = "CHINWAG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CHINWAG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 macro_rules! merge_fields {
@@ -104,7 +110,7 @@ impl Settings {
             public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, vapid_subject,
             max_connections, max_connections_per_ip, max_connections_per_user,
             login_rate_per_account_per_min, login_rate_per_ip_per_min, signup_rate_per_ip_per_min,
-            allowed_origins
+            allowed_origins, tls_cert, tls_key
         )
     }
 
@@ -117,6 +123,15 @@ impl Settings {
 
     pub fn listen(&self) -> SocketAddr {
         self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// The certificate and key, when TLS is on (both given, or neither).
+    pub fn tls(&self) -> Result<Option<(&Path, &Path)>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("tls_cert and tls_key go together"),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -149,6 +164,7 @@ impl Settings {
             login_rate_per_ip_per_min: self.login_rate_per_ip_per_min.unwrap_or(d.login_rate_per_ip_per_min),
             signup_rate_per_ip_per_min: self.signup_rate_per_ip_per_min.unwrap_or(d.signup_rate_per_ip_per_min),
             allowed_origins: self.allowed_origins.clone().unwrap_or(d.allowed_origins),
+            tls: self.tls_cert.is_some(),
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)

@@ -28,7 +28,7 @@ pub struct ServerConfig {
     /// a quick reconnect announces nothing.
     pub presence_offline_grace_ms: u64,
     /// The WebSocket URL discovery hands out for this gateway; when unset,
-    /// `ws://<the Host the client used>/v1/ws`.
+    /// `ws://<the Host the client used>/v1/ws` (`wss://` with TLS).
     pub public_ws_url: Option<String>,
     /// How long a push waits for more messages to merge with (a burst to
     /// one device and channel becomes one notification).
@@ -55,6 +55,8 @@ pub struct ServerConfig {
     /// Browser origins (e.g. `https://app.example.com`) besides the server's
     /// own that may open WebSockets; `*` allows any.
     pub allowed_origins: Vec<String>,
+    /// The public listener speaks TLS, so discovery's default URL is wss://.
+    pub tls: bool,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +84,7 @@ impl Default for ServerConfig {
             login_rate_per_ip_per_min: 60,
             signup_rate_per_ip_per_min: 20,
             allowed_origins: Vec::new(),
+            tls: false,
         }
     }
 }

@@ -38,6 +38,7 @@ pub fn store_error(e: StoreError) -> WireError {
             WireError::new(ErrorCode::GroupTooLarge, "a group has at most 100 members")
         }
         StoreError::Closed => WireError::new(ErrorCode::Unavailable, "server is shutting down"),
+        StoreError::Unsupported(what) => WireError::bad_request(format!("this store does not support {what}")),
         StoreError::Backend(source) => {
             tracing::error!(error = %source, "store failure");
             WireError::internal()

@@ -2,6 +2,7 @@
 //! the WebSocket gateway (`gateway`), and the chat service they share
 //! (`chat`, `channels`). Backends are chosen by the binary, never here.
 
+pub mod admin;
 pub mod api;
 mod auth;
 mod channels;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod notifier;
 mod presence;
 mod ratelimit;
+pub mod tls;
 mod web;
 
 pub use config::ServerConfig;
@@ -111,27 +113,42 @@ impl App {
     }
 }
 
+/// Where the public API listens: plain TCP, or TLS over it.
+pub enum Listening {
+    Plain(TcpListener),
+    Tls(tls::TlsListener),
+}
+
+impl Listening {
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        match self {
+            Listening::Plain(tcp) => tcp.local_addr(),
+            Listening::Tls(tls) => Ok(tls.local_addr()),
+        }
+    }
+}
+
 /// Serves the API and the gateway on `listener` until `app.shutdown` is
 /// cancelled, then closes every socket and waits (bounded) for them.
-pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
+pub async fn serve(listener: Listening, app: Arc<App>) -> std::io::Result<()> {
     let router = api::router(app.clone());
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let notifier = tokio::spawn(app.clone().run_notifier());
-    let shutdown = app.shutdown.clone();
     use axum::serve::ListenerExt;
-    // Small frames must leave at once: Nagle's algorithm with delayed ACKs
-    // would hold acks and deliveries back by ~40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    let served = match listener {
+        // Small frames must leave at once: Nagle's algorithm with delayed
+        // ACKs would hold acks and deliveries back by ~40 ms.
+        Listening::Plain(tcp) => {
+            let tcp = tcp.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
+            serve_http(tcp, router, &app).await
         }
-    });
-    let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await;
+        // The TLS accept loop sets TCP_NODELAY before the handshake.
+        Listening::Tls(tls) => serve_http(tls.tap_io(|_| {}), router, &app).await,
+    };
     // Whatever ended serving (a signal or an error), every role stops now.
     app.shutdown.cancel();
     housekeeping.abort();
@@ -142,6 +159,17 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> 
     }
     app.persist_online_users().await;
     served
+}
+
+async fn serve_http<L, F>(listener: axum::serve::TapIo<L, F>, router: axum::Router, app: &App) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+    F: FnMut(&mut L::Io) + Send + 'static,
+{
+    let shutdown = app.shutdown.clone();
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 /// How often this gateway re-announces its load to discovery.

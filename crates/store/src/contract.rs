@@ -65,6 +65,38 @@ pub async fn users_and_devices(store: &dyn Store) {
     assert!(store.session(&[1, 2]).await.unwrap().is_none());
 }
 
+pub async fn disabling_revokes_every_token(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    for (n, owner) in [(1u8, a), (2, a), (3, b)] {
+        store
+            .create_device(NewDevice { user_id: owner, name: None, token_hash: vec![n], created_at: 1 })
+            .await
+            .unwrap();
+    }
+    let listed = store.accounts(None, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|x| x.user.id).collect::<Vec<_>>(), vec![a, b]);
+    assert_eq!((listed[0].live_devices, listed[0].disabled_at), (2, None));
+    assert_eq!(store.accounts(Some(a), 10).await.unwrap().len(), 1);
+
+    let revoked = store.set_disabled(a, true, 77).await.unwrap();
+    assert_eq!(revoked.len(), 2);
+    let account = store.account(a).await.unwrap().unwrap();
+    assert_eq!((account.disabled_at, account.live_devices), (Some(77), 0));
+    assert!(store.credentials("alice").await.unwrap().unwrap().disabled);
+    assert!(store.session(&[1]).await.unwrap().is_none());
+    assert!(store.session(&[3]).await.unwrap().is_some(), "other accounts keep their tokens");
+    // A token made while disabled (a racing login) still does not work.
+    store.create_device(NewDevice { user_id: a, name: None, token_hash: vec![4], created_at: 2 }).await.unwrap();
+    assert!(store.session(&[4]).await.unwrap().is_none());
+    assert!(store.set_disabled(a, true, 99).await.unwrap().len() == 1, "the racing token is revoked too");
+    assert_eq!(store.account(a).await.unwrap().unwrap().disabled_at, Some(77), "first disable time kept");
+
+    assert!(store.set_disabled(a, false, 100).await.unwrap().is_empty());
+    assert!(!store.credentials("alice").await.unwrap().unwrap().disabled);
+    assert!(store.session(&[1]).await.unwrap().is_none(), "enabling does not bring old tokens back");
+    assert!(matches!(store.set_disabled(UserId(999), true, 1).await, Err(StoreError::NotFound)));
+}
+
 pub async fn direct_channels_are_one_per_pair(store: &dyn Store) {
     let (a, b) = two_users(store).await;
     let (ch, created) = store.direct_channel(a, b, 1).await.unwrap();
@@ -395,6 +427,7 @@ macro_rules! store_contract_tests {
                 };
             }
             case!(users_and_devices);
+            case!(disabling_revokes_every_token);
             case!(direct_channels_are_one_per_pair);
             case!(groups_and_members);
             case!(message_ids_are_sequential_and_idempotent);

@@ -13,6 +13,9 @@ pub enum StoreError {
     GroupTooLarge,
     #[error("not a member")]
     NotAMember,
+    /// The backend has no such operation (its engine's own tools do it).
+    #[error("not supported by this store: {0}")]
+    Unsupported(&'static str),
     #[error("store is closed")]
     Closed,
     #[error("storage backend: {0}")]

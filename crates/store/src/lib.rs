@@ -35,9 +35,23 @@ pub trait Store: Send + Sync + 'static {
     async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError>;
     async fn update_display_name(&self, id: UserId, display_name: &str) -> Result<User, StoreError>;
 
+    /// Accounts with ids above `after`, ascending, for operators.
+    async fn accounts(&self, after: Option<UserId>, limit: u32) -> Result<Vec<Account>, StoreError>;
+    async fn account(&self, id: UserId) -> Result<Option<Account>, StoreError>;
+    /// Disables an account (`true`) and revokes every token of it in the
+    /// same write, returning the revoked devices so their sockets can be
+    /// closed; or enables it again (`false`, returns none). `NotFound` when
+    /// there is no such user.
+    async fn set_disabled(&self, id: UserId, disabled: bool, now_ms: i64) -> Result<Vec<DeviceId>, StoreError>;
+    /// Writes a consistent copy of the whole store to `dest` while it keeps
+    /// serving. `dest` must not exist yet. `Unsupported` for engines that
+    /// have their own backup tools.
+    async fn backup(&self, dest: &std::path::Path) -> Result<BackupInfo, StoreError>;
+
     /// Registers a logged-in device under the hash of its token.
     async fn create_device(&self, device: NewDevice) -> Result<DeviceId, StoreError>;
-    /// The live (not revoked) device a token hash belongs to.
+    /// The live (not revoked) device a token hash belongs to, unless its
+    /// account is disabled.
     async fn session(&self, token_hash: &[u8]) -> Result<Option<Session>, StoreError>;
     /// Revokes a device's token at once.
     async fn revoke_device(&self, device: DeviceId) -> Result<(), StoreError>;

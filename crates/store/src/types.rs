@@ -17,6 +17,25 @@ pub struct NewUser {
 pub struct Credentials {
     pub user: User,
     pub password_hash: String,
+    /// A disabled account may not log in, however right the password.
+    pub disabled: bool,
+}
+
+/// An account as an operator sees it (`chinwag admin users`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: User,
+    pub last_active_at: Option<i64>,
+    /// When an operator disabled it; `None` for an active account.
+    pub disabled_at: Option<i64>,
+    /// Logged-in devices (tokens not revoked).
+    pub live_devices: u32,
+}
+
+/// A finished backup of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    pub bytes: u64,
 }
 
 /// A device being logged in.

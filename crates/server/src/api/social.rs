@@ -162,10 +162,11 @@ pub async fn discovery(State(app): State<Arc<App>>, headers: HeaderMap) -> Resul
             load: app.bus.registry().connection_count() as u64,
         });
     }
+    let scheme = if app.config.tls { "wss" } else { "ws" };
     let servers: Vec<Value> = gateways
         .into_iter()
         .map(|g| {
-            let ws_url = g.ws_url.unwrap_or_else(|| format!("ws://{host}/v1/ws"));
+            let ws_url = g.ws_url.unwrap_or_else(|| format!("{scheme}://{host}/v1/ws"));
             json!({ "ws_url": ws_url, "load": g.load })
         })
         .collect();

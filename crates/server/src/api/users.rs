@@ -73,6 +73,10 @@ pub async fn login(
     if !auth::verify_password(body.password, credentials.password_hash).await {
         return Err(bad_login());
     }
+    // Told only to whoever knows the password.
+    if credentials.disabled {
+        return Err(ApiError(WireError::new(chinwag_proto::ErrorCode::Forbidden, "this account is disabled")));
+    }
     let token = auth::new_token();
     let device_id = app
         .store

@@ -240,13 +240,18 @@ impl Connection {
 
     async fn ready(&mut self, session: Session) -> Result<State, Closing> {
         let store = &self.app.store;
+        // Read after subscribing: an account disabled before this read is
+        // seen here, one disabled after it closes us through the bus.
         let loaded = async {
-            let user = store.user(session.user_id).await?;
+            let account = store.account(session.user_id).await?;
             let channels = store.channels_of(session.user_id).await?;
-            Ok::<_, chinwag_store::StoreError>((user, channels))
+            Ok::<_, chinwag_store::StoreError>((account, channels))
         };
         let (user, channels) = match loaded.await {
-            Ok((Some(user), channels)) => (user, channels),
+            Ok((Some(account), _)) if account.disabled_at.is_some() => {
+                return Err(Closing(Some((POLICY, "account disabled"))));
+            }
+            Ok((Some(account), channels)) => (account.user, channels),
             Ok((None, _)) => return Err(Closing(Some((POLICY, "account not found")))),
             Err(e) => {
                 let _ = self.write_error(&crate::error::store_error(e), None).await;

@@ -10,7 +10,7 @@
 mod queries;
 mod schema;
 
-use crate::{
+use crate::{Account, BackupInfo, 
     OutboxItem, PushItem, PushRecipient,
     Appended, BoxFuture, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
     Page, Session, Store, StoreError,
@@ -106,6 +106,8 @@ enum WriterMsg {
 pub struct SqliteStore {
     writes: flume::Sender<WriterMsg>,
     reads: flume::Sender<ReadJob>,
+    /// The database file, for backups on their own connection.
+    path: PathBuf,
 }
 
 impl SqliteStore {
@@ -150,7 +152,7 @@ impl SqliteStore {
                 })
                 .map_err(|e| StoreError::Backend(Box::new(e)))?;
         }
-        Ok(SqliteStore { writes, reads })
+        Ok(SqliteStore { writes, reads, path: config.path.clone() })
     }
 
     /// Queues a write now (keeping call order when the queue has room) and
@@ -308,6 +310,32 @@ impl Store for SqliteStore {
         self.write(move |c| queries::update_display_name(c, id, &display_name)).await
     }
 
+    async fn accounts(&self, after: Option<UserId>, limit: u32) -> Result<Vec<Account>, StoreError> {
+        self.read(move |c| queries::accounts(c, after, limit)).await
+    }
+
+    async fn account(&self, id: UserId) -> Result<Option<Account>, StoreError> {
+        self.read(move |c| queries::account(c, id)).await
+    }
+
+    async fn set_disabled(&self, id: UserId, disabled: bool, now_ms: i64) -> Result<Vec<DeviceId>, StoreError> {
+        self.write(move |c| queries::set_disabled(c, id, disabled, now_ms)).await
+    }
+
+    /// Runs on a thread of its own: a large store takes a while to copy,
+    /// and the readers keep serving meanwhile.
+    async fn backup(&self, dest: &Path) -> Result<BackupInfo, StoreError> {
+        let (source, dest) = (self.path.clone(), dest.to_path_buf());
+        let (reply, answer) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("store-backup".into())
+            .spawn(move || {
+                let _ = reply.send(schema::backup(&source, &dest));
+            })
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     async fn create_device(&self, device: NewDevice) -> Result<DeviceId, StoreError> {
         self.write(move |c| queries::create_device(c, &device)).await
     }
@@ -461,6 +489,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     async fn open_temp() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -469,6 +498,47 @@ mod tests {
     }
 
     crate::store_contract_tests!(open_temp);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn backup_is_a_consistent_copy_taken_while_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&SqliteConfig::in_dir(dir.path())).unwrap());
+        let (a, b) = crate::contract::two_users(&*store).await;
+        let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
+        for i in 0..200 {
+            crate::contract::send(&*store, ch.id, a, &format!("before-{i}")).await;
+        }
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    crate::contract::send(&*store, ch.id, b, &format!("during-{i}")).await;
+                }
+            })
+        };
+        let dest = dir.path().join("copy.db");
+        let info = store.backup(&dest).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(info.bytes, std::fs::metadata(&dest).unwrap().len());
+        assert!(store.backup(&dest).await.is_err(), "an existing file is never overwritten");
+        assert!(!dir.path().join("copy.db.partial").exists());
+
+        // The copy opens as a store of its own, with a gap-free prefix.
+        let copy_dir = tempfile::tempdir().unwrap();
+        std::fs::copy(&dest, copy_dir.path().join("chinwag.db")).unwrap();
+        let copy = SqliteStore::open(&SqliteConfig::in_dir(copy_dir.path())).unwrap();
+        let page = copy
+            .messages(ch.id, HistoryQuery::Range { after: None, before: None }, 200, a)
+            .await
+            .unwrap();
+        assert_eq!(page.messages.len(), 200);
+        let ids: Vec<i64> = page.messages.iter().map(|m| m.message_id.0).collect();
+        assert_eq!(ids, (1..=200).collect::<Vec<_>>());
+        let last = copy.channel(ch.id, a).await.unwrap().unwrap().last_message_id.0;
+        assert!((200..=700).contains(&last));
+        let tail = copy.messages(ch.id, HistoryQuery::Before(MessageId(last + 1)), 200, a).await.unwrap();
+        assert_eq!(tail.messages.last().unwrap().message_id.0, last, "the copy's channel and messages agree");
+    }
 
     #[tokio::test]
     async fn data_survives_reopen() {

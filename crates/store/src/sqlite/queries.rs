@@ -4,7 +4,7 @@
 
 use crate::{
     OutboxItem, PushItem, PushRecipient,
-    Appended, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
+    Account, Appended, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
     Page, Session, StoreError,
 };
 use chinwag_proto::validate::GROUP_MAX_MEMBERS;
@@ -78,11 +78,63 @@ pub fn user_by_username(c: &Connection, username: &str) -> Result<Option<User>> 
 }
 
 pub fn credentials(c: &Connection, username: &str) -> Result<Option<Credentials>> {
-    Ok(c.prepare_cached(&format!("SELECT {USER_COLS}, password_hash FROM users WHERE username = ?1"))?
-        .query_row([username], |row| {
-            Ok(Credentials { user: user_from(row)?, password_hash: row.get(4)? })
-        })
+    Ok(c.prepare_cached(&format!(
+        "SELECT {USER_COLS}, password_hash, disabled_at IS NOT NULL FROM users WHERE username = ?1"
+    ))?
+    .query_row([username], |row| {
+        Ok(Credentials { user: user_from(row)?, password_hash: row.get(4)?, disabled: row.get(5)? })
+    })
+    .optional()?)
+}
+
+/// `USER_COLS` then what an operator sees of an account.
+const ACCOUNT_COLS: &str = "id, username, display_name, created_at, last_active_at, disabled_at, \
+    (SELECT count(*) FROM devices d WHERE d.user_id = users.id AND d.revoked_at IS NULL)";
+
+fn account_from(row: &Row) -> rusqlite::Result<Account> {
+    Ok(Account {
+        user: user_from(row)?,
+        last_active_at: row.get(4)?,
+        disabled_at: row.get(5)?,
+        live_devices: row.get(6)?,
+    })
+}
+
+pub fn accounts(c: &Connection, after: Option<UserId>, limit: u32) -> Result<Vec<Account>> {
+    let after = after.map_or(0, |id| id.0);
+    let rows = c
+        .prepare_cached(&format!("SELECT {ACCOUNT_COLS} FROM users WHERE id > ?1 ORDER BY id LIMIT ?2"))?
+        .query_map(params![after, limit], account_from)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+pub fn account(c: &Connection, id: UserId) -> Result<Option<Account>> {
+    Ok(c.prepare_cached(&format!("SELECT {ACCOUNT_COLS} FROM users WHERE id = ?1"))?
+        .query_row([id.0], account_from)
         .optional()?)
+}
+
+/// Disabling revokes every live token (and push target) in the same
+/// write, so no window exists where a disabled account still holds one.
+pub fn set_disabled(c: &Connection, id: UserId, disabled: bool, now_ms: i64) -> Result<Vec<DeviceId>> {
+    if user(c, id)?.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    if !disabled {
+        c.prepare_cached("UPDATE users SET disabled_at = NULL WHERE id = ?1")?.execute([id.0])?;
+        return Ok(Vec::new());
+    }
+    c.prepare_cached("UPDATE users SET disabled_at = coalesce(disabled_at, ?2) WHERE id = ?1")?
+        .execute(params![id.0, now_ms])?;
+    let devices: Vec<DeviceId> = c
+        .prepare_cached("SELECT id FROM devices WHERE user_id = ?1 AND revoked_at IS NULL")?
+        .query_map([id.0], |row| Ok(DeviceId(row.get(0)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for &device in &devices {
+        revoke_device(c, device)?;
+    }
+    Ok(devices)
 }
 
 pub fn update_display_name(c: &Connection, id: UserId, display_name: &str) -> Result<User> {
@@ -101,7 +153,8 @@ pub fn create_device(c: &Connection, d: &NewDevice) -> Result<DeviceId> {
 
 pub fn session(c: &Connection, token_hash: &[u8]) -> Result<Option<Session>> {
     Ok(c.prepare_cached(
-        "SELECT user_id, id FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL",
+        "SELECT d.user_id, d.id FROM devices d JOIN users u ON u.id = d.user_id \
+         WHERE d.token_hash = ?1 AND d.revoked_at IS NULL AND u.disabled_at IS NULL",
     )?
     .query_row([token_hash], |row| {
         Ok(Session { user_id: UserId(row.get(0)?), device_id: DeviceId(row.get(1)?) })

@@ -1,8 +1,8 @@
 //! Opening connections and migrating the schema (`PRAGMA user_version`).
 
-use crate::StoreError;
+use crate::{BackupInfo, StoreError};
 use rusqlite::{Connection, OpenFlags};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Each entry moves the schema one version forward; never edit a shipped one.
@@ -104,6 +104,8 @@ CREATE TABLE push_outbox (
     UNIQUE (device_id, channel_id)
 );
 CREATE INDEX push_outbox_due ON push_outbox(due_at);
+"#, r#"
+ALTER TABLE users ADD COLUMN disabled_at INTEGER;
 "#];
 
 fn pragmas(conn: &Connection) -> Result<(), StoreError> {
@@ -149,6 +151,38 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     )?;
     pragmas(&conn)?;
     Ok(conn)
+}
+
+/// Copies the database to `dest` as one consistent snapshot (`VACUUM
+/// INTO`, a read transaction, so writers go on). The copy is written
+/// beside `dest`, synced, then linked into place: `dest` either does not
+/// exist or is a whole backup, and an existing file is never overwritten.
+pub(super) fn backup(source: &Path, dest: &Path) -> Result<BackupInfo, StoreError> {
+    let io = |e: std::io::Error| StoreError::Backend(Box::new(e));
+    if dest.exists() {
+        return Err(StoreError::Backend(format!("{} already exists", dest.display()).into()));
+    }
+    let mut partial = dest.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    match std::fs::remove_file(&partial) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
+    let conn = open_reader(source)?;
+    let target = partial.to_str().ok_or_else(|| StoreError::Backend("backup path is not UTF-8".into()))?;
+    conn.execute("VACUUM INTO ?1", [target])?;
+    drop(conn);
+    let file = std::fs::File::open(&partial).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    let bytes = file.metadata().map_err(io)?.len();
+    let linked = std::fs::hard_link(&partial, dest);
+    std::fs::remove_file(&partial).map_err(io)?;
+    linked.map_err(io)?;
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(BackupInfo { bytes })
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
