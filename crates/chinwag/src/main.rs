@@ -98,19 +98,20 @@ fn raise_fd_limit() {
 async fn serve(settings: Settings) -> Result<()> {
     let config = settings.server_config()?;
     let data_dir = settings.data_dir();
+    let tls = match settings.tls()? {
+        Some((cert, key)) => Some(tls::server_config(cert, key).context("loading the TLS certificate")?),
+        None => None,
+    };
+    let admin_listener = bind_admin_socket(&data_dir).await?;
     let metrics = Arc::new(Metrics::default());
     let observer = Box::new(CommitMetrics(metrics.clone()));
     let store = SqliteStore::open_observed(&SqliteConfig::in_dir(&data_dir), Some(observer))
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    let admin_listener = bind_admin_socket(&data_dir).await?;
     let tcp = tokio::net::TcpListener::bind(settings.listen())
         .await
         .with_context(|| format!("listening on {}", settings.listen()))?;
-    let listener = match settings.tls()? {
-        Some((cert, key)) => {
-            let tls = tls::server_config(cert, key).context("loading the TLS certificate")?;
-            Listening::Tls(tls::TlsListener::new(tcp, tls)?)
-        }
+    let listener = match tls {
+        Some(tls) => Listening::Tls(tls::TlsListener::new(tcp, tls)?),
         None => Listening::Plain(tcp),
     };
     let addr = listener.local_addr()?;

@@ -28,7 +28,11 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on a fresh data directory with extra flags.
     pub fn start_with(args: &[&str]) -> TestServer {
-        let temp = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), args)
+    }
+
+    /// Starts a server on a prepared data directory (which it then owns).
+    pub fn start_in(temp: tempfile::TempDir, args: &[&str]) -> TestServer {
         let dir = temp.path().to_path_buf();
         let mut server = TestServer {
             child: None,
@@ -83,6 +87,25 @@ impl TestServer {
 
     pub fn ws_url(&self) -> String {
         format!("{}/v1/ws", self.base.replace("http://", "ws://"))
+    }
+
+    /// The server process's id (for /proc readings).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
+    /// Runs `chinwag admin` against this server; (success, stdout+stderr).
+    pub fn admin(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_chinwag"))
+            .arg("admin")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run chinwag admin");
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
     }
 
     /// SIGKILL: no chance to flush anything.
