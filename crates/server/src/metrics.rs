@@ -28,6 +28,14 @@ pub struct Metrics {
     pub store_batch_jobs: Histogram,
     /// Time of one store transaction including its fsync.
     pub store_commit_seconds: Histogram,
+    /// Open WebSockets, authenticated or not (each holds a task).
+    pub sockets: Gauge,
+    /// Tasks alive in the async runtime: a leak shows here first.
+    pub runtime_tasks: Gauge,
+    /// File descriptors the process holds.
+    pub open_fds: Gauge,
+    /// Resident memory of the process.
+    pub resident_memory_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -58,8 +66,20 @@ impl Default for Metrics {
             "Duration of one store transaction, fsync included",
             store_commit_seconds.clone(),
         );
+        let sockets = Gauge::default();
+        let runtime_tasks = Gauge::default();
+        let open_fds = Gauge::default();
+        let resident_memory_bytes = Gauge::default();
+        registry.register("sockets", "Open WebSockets, authenticated or not", sockets.clone());
+        registry.register("runtime_tasks", "Tasks alive in the async runtime", runtime_tasks.clone());
+        registry.register("open_fds", "File descriptors held by the process", open_fds.clone());
+        registry.register("resident_memory_bytes", "Resident memory of the process", resident_memory_bytes.clone());
         Metrics {
             registry,
+            sockets,
+            runtime_tasks,
+            open_fds,
+            resident_memory_bytes,
             connections,
             users_online,
             messages_stored,
@@ -73,6 +93,27 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Reads the process gauges; called at each scrape, so they cost
+    /// nothing between scrapes.
+    pub fn refresh_process(&self, sockets: usize) {
+        self.sockets.set(sockets as i64);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.runtime_tasks.set(runtime.metrics().num_alive_tasks() as i64);
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(fds.count() as i64);
+        }
+        // statm's second field is resident pages.
+        let resident_pages = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|statm| statm.split_whitespace().nth(1).and_then(|p| p.parse::<i64>().ok()));
+        if let Some(pages) = resident_pages {
+            // SAFETY: sysconf only reads a system constant.
+            let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            self.resident_memory_bytes.set(pages * page_size as i64);
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -174,6 +174,7 @@ pub async fn discovery(State(app): State<Arc<App>>, headers: HeaderMap) -> Resul
 }
 
 pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    app.metrics.refresh_process(app.connections.len());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         app.metrics.render(),
