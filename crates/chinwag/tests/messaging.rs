@@ -350,38 +350,51 @@ async fn sends_are_rate_limited_per_user() {
     assert_eq!(b_ws.send_text(channel, "bob1", "hello").await["type"], "ack");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_reading_is_cut_off_without_slowing_others() {
     let server = TestServer::start_with(&[
         "--send-rate-per-s", "10000", "--send-burst", "10000",
-        "--outbound-queue-frames", "32", "--write-timeout-ms", "1000",
+        "--outbound-queue-frames", "16", "--write-timeout-ms", "1000",
     ]);
+    // A full group: the sender, 98 members who read, and one who stops.
     let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
     let carol = server.user("carol").await;
-    let group = server.group(&alice, &[&bob, &carol]).await;
+    let mut readers = Vec::new();
+    for i in 0..98 {
+        readers.push(server.user(&format!("reader{i}")).await);
+    }
+    let mut members: Vec<&Account> = readers.iter().collect();
+    members.push(&carol);
+    let group = server.group(&alice, &members).await;
     let (mut slow, _) = server.connect(&carol.token).await;
-    let (mut fast, _) = server.connect(&bob.token).await;
     let (mut sender, _) = server.connect(&alice.token).await;
-    const COUNT: i64 = 300;
-    let fast_reader = tokio::spawn(async move {
-        for expect in 1..=COUNT {
-            let m = fast.next_of("message").await;
-            assert_eq!(m["message_id"], expect);
-        }
-    });
-    // Paced in small bursts so a reader that keeps reading never has more
-    // than a burst queued.
+    // 7 MB to each member: more than the kernel's socket buffers (4 MB at
+    // most here) and the socket's queue hold for one who does not read.
+    const COUNT: i64 = 120;
+    let mut fast_readers = Vec::new();
+    for reader in &readers {
+        let (mut fast, _) = server.connect(&reader.token).await;
+        fast_readers.push(tokio::spawn(async move {
+            for expect in 1..=COUNT {
+                let m = fast.next_of("message").await;
+                assert_eq!(m["message_id"], expect);
+            }
+        }));
+    }
+    // Paced in bursts smaller than the queue, so a member who keeps reading
+    // never has more than a burst queued.
     let text = "z".repeat(60_000);
-    for burst in 0..COUNT / 10 {
-        for n in 0..10 {
+    for burst in 0..COUNT / 5 {
+        for n in 0..5 {
             sender.send(json!({"type": "send", "client_msg_id": format!("m{burst}-{n}"), "channel_id": group, "text": text})).await;
         }
-        for _ in 0..10 {
+        for _ in 0..5 {
             sender.next_of("ack").await;
         }
     }
-    fast_reader.await.expect("the fast reader got every message in order");
+    for reader in fast_readers {
+        reader.await.expect("every reading member got every message in order");
+    }
     // The slow reader finds its socket closed with "try again later", after
     // an unbroken prefix of the messages.
     let mut last = 0;
