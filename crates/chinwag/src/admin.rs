@@ -62,10 +62,18 @@ pub async fn run(args: AdminArgs) -> Result<()> {
     }
     match args.command {
         AdminCommand::Users { .. } => print_users(&answer),
-        AdminCommand::Disable { .. } | AdminCommand::Enable { .. } => {
+        AdminCommand::Disable { .. } => {
             let user = &answer["user"];
-            let state = if user["disabled_at"].is_null() { "enabled" } else { "disabled" };
-            println!("{} (id {}) is {state}; open sockets: {}", user["username"].as_str().unwrap_or("?"), user["id"], user["sockets"]);
+            println!(
+                "{} (id {}) is disabled; {} tokens revoked, their sockets are being closed",
+                user["username"].as_str().unwrap_or("?"),
+                user["id"],
+                answer["revoked_tokens"]
+            );
+        }
+        AdminCommand::Enable { .. } => {
+            let user = &answer["user"];
+            println!("{} (id {}) is enabled; it may log in again", user["username"].as_str().unwrap_or("?"), user["id"]);
         }
         AdminCommand::Backup { .. } => {
             println!("backup written to {} ({} bytes in {} ms)", answer["path"].as_str().unwrap_or("?"), answer["bytes"], answer["millis"]);

@@ -131,7 +131,7 @@ async fn serve(settings: Settings) -> Result<()> {
     // Scripts and tests read this line to learn the address.
     println!("chinwag listening on {scheme}://{addr}");
     tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
-    chinwag_server::serve(listener, app.clone()).await.context("serving")?;
+    chinwag_server::serve(listener, app.clone()).await;
     let _ = admin.await;
     let _ = std::fs::remove_file(data_dir.join(admin::SOCKET_NAME));
     app.store.close().await;

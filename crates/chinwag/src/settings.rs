@@ -73,6 +73,12 @@ pub struct Settings {
     /// Authenticated WebSockets per user.
     #[arg(long, env = "CHINWAG_MAX_CONNECTIONS_PER_USER")]
     pub max_connections_per_user: Option<usize>,
+    /// Connections in the HTTP stage before new ones are closed at once.
+    #[arg(long, env = "CHINWAG_MAX_HTTP_CONNECTIONS")]
+    pub max_http_connections: Option<usize>,
+    /// Time to send a request's headers (and idle keep-alive time).
+    #[arg(long, env = "CHINWAG_HTTP_HEADER_TIMEOUT_MS")]
+    pub http_header_timeout_ms: Option<u64>,
     /// Login attempts per account per minute.
     #[arg(long, env = "CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_MIN")]
     pub login_rate_per_account_per_min: Option<u32>,
@@ -109,6 +115,7 @@ impl Settings {
             send_burst, typing_rate_per_s, gap_fill_delay_ms, presence_offline_grace_ms,
             public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, vapid_subject,
             max_connections, max_connections_per_ip, max_connections_per_user,
+            max_http_connections, http_header_timeout_ms,
             login_rate_per_account_per_min, login_rate_per_ip_per_min, signup_rate_per_ip_per_min,
             allowed_origins, tls_cert, tls_key
         )
@@ -160,6 +167,8 @@ impl Settings {
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             max_connections_per_ip: self.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
             max_connections_per_user: self.max_connections_per_user.unwrap_or(d.max_connections_per_user),
+            max_http_connections: self.max_http_connections.unwrap_or(d.max_http_connections),
+            http_header_timeout_ms: self.http_header_timeout_ms.unwrap_or(d.http_header_timeout_ms),
             login_rate_per_account_per_min: self.login_rate_per_account_per_min.unwrap_or(d.login_rate_per_account_per_min),
             login_rate_per_ip_per_min: self.login_rate_per_ip_per_min.unwrap_or(d.login_rate_per_ip_per_min),
             signup_rate_per_ip_per_min: self.signup_rate_per_ip_per_min.unwrap_or(d.signup_rate_per_ip_per_min),

@@ -31,7 +31,7 @@ async fn disabling_a_user_closes_their_sockets_and_refuses_them() {
     assert_eq!((row["username"].as_str(), row["devices"].as_i64(), row["sockets"].as_i64()), (Some("alice"), Some(2), Some(2)));
 
     let (ok, out) = server.admin(&["disable", "alice"]);
-    assert!(ok && out.contains("disabled"), "{out}");
+    assert!(ok && out.contains("is disabled; 2 tokens revoked"), "{out}");
     assert_eq!(laptop_ws.closed().await, Some(1008));
     assert_eq!(phone_ws.closed().await, Some(1008));
 

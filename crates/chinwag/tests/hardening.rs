@@ -119,3 +119,58 @@ async fn cross_site_pages_cannot_open_websockets() {
     assert_eq!(try_origin(Some("https://app.example.com".into())).await, 101, "a listed origin");
     assert_eq!(try_origin(None).await, 101, "non-browser clients send no Origin");
 }
+
+/// Whether the server closed `tcp` (read sees end of stream or a reset)
+/// within `wait`.
+async fn closed_by_server(tcp: &mut tokio::net::TcpStream, wait: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(wait, tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_silent_http_clients_cannot_hold_the_server() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start_with(&["--max-http-connections", "20", "--http-header-timeout-ms", "500"]);
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let channel = server.direct(&alice, &bob).await;
+    // Established WebSockets are past the HTTP stage and keep working.
+    let (mut a, _) = server.connect(&alice.token).await;
+    let (mut b, _) = server.connect(&bob.token).await;
+
+    // Slowloris: twenty connections that trickle half a request.
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut trickling = Vec::new();
+    for _ in 0..20 {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        trickling.push(tcp);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The HTTP stage is full: a twenty-first connection is closed at once.
+    let mut over = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = over.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(closed_by_server(&mut over, std::time::Duration::from_secs(2)).await, "over the cap but served");
+    // Meanwhile the chat goes on.
+    assert_eq!(a.send_text(channel, "during", "still flowing").await["type"], "ack");
+    assert_eq!(b.next_of("message").await["text"], "still flowing");
+
+    // The header deadline frees every slot they held.
+    for tcp in &mut trickling {
+        let _ = tcp.write_all(b"X-Slow: 1\r\n").await;
+        assert!(closed_by_server(tcp, std::time::Duration::from_secs(5)).await, "a trickling client was kept");
+    }
+    let (status, _) = server.call("GET", "/v1/users/me", Some(&alice.token), None).await;
+    assert_eq!(status, 200);
+    // An idle keep-alive connection is closed after the same deadline.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert!(closed_by_server(&mut idle, std::time::Duration::from_secs(5)).await, "idle keep-alive kept open");
+}

@@ -5,7 +5,8 @@
 //!
 //! - `GET /admin/users?after=&limit=`: accounts, ascending by id
 //! - `POST /admin/users/{username}/disable`: refuses logins, revokes every
-//!   token and closes every socket of the account
+//!   token and closes every socket of the account (`revoked_tokens` says
+//!   how many)
 //! - `POST /admin/users/{username}/enable`
 //! - `POST /admin/backup` `{path}`: a consistent copy of the store, taken
 //!   while serving
@@ -100,19 +101,21 @@ async fn disable(State(app): State<Arc<App>>, ApiPath(username): ApiPath<String>
         app.bus.publish(&[user.id], Event::DeviceRevoked { device_id });
     }
     tracing::info!(user = user.id.0, devices = revoked.len(), "account disabled");
-    account_reply(&app, user.id).await
+    let mut reply = account_reply(&app, user.id).await?;
+    reply["revoked_tokens"] = json!(revoked.len());
+    Ok(Json(reply))
 }
 
 async fn enable(State(app): State<Arc<App>>, ApiPath(username): ApiPath<String>) -> Result<Json<serde_json::Value>> {
     let user = user_named(&app, &username).await?;
     app.store.set_disabled(user.id, false, chinwag_proto::now_ms()).await.map_err(user_store_error)?;
     tracing::info!(user = user.id.0, "account enabled");
-    account_reply(&app, user.id).await
+    Ok(Json(account_reply(&app, user.id).await?))
 }
 
-async fn account_reply(app: &App, id: UserId) -> Result<Json<serde_json::Value>> {
+async fn account_reply(app: &App, id: UserId) -> Result<serde_json::Value> {
     let account = app.store.account(id).await?.ok_or_else(|| ApiError(WireError::not_found("user")))?;
-    Ok(Json(json!({ "user": AccountView::new(app, account) })))
+    Ok(json!({ "user": AccountView::new(app, account) }))
 }
 
 #[derive(Deserialize)]

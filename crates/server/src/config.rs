@@ -46,6 +46,12 @@ pub struct ServerConfig {
     pub max_connections_per_ip: usize,
     /// Authenticated WebSockets one user may hold.
     pub max_connections_per_user: usize,
+    /// Connections in the HTTP stage (requests, keep-alive, WebSockets not
+    /// yet upgraded); beyond it new ones are closed at once.
+    pub max_http_connections: usize,
+    /// Time a client has to send a request's headers; also how long an
+    /// idle keep-alive connection stays open.
+    pub http_header_timeout_ms: u64,
     /// Login attempts per account per minute (also the burst).
     pub login_rate_per_account_per_min: u32,
     /// Login attempts per client address per minute (also the burst).
@@ -80,6 +86,8 @@ impl Default for ServerConfig {
             max_connections: 18_000,
             max_connections_per_ip: 2_000,
             max_connections_per_user: 50,
+            max_http_connections: 1_024,
+            http_header_timeout_ms: 10_000,
             login_rate_per_account_per_min: 10,
             login_rate_per_ip_per_min: 60,
             signup_rate_per_ip_per_min: 20,
@@ -104,6 +112,8 @@ impl ServerConfig {
             ("push_retry_base_ms", self.push_retry_base_ms),
             ("max_connections", self.max_connections as u64),
             ("max_connections_per_ip", self.max_connections_per_ip as u64),
+            ("max_http_connections", self.max_http_connections as u64),
+            ("http_header_timeout_ms", self.http_header_timeout_ms),
             ("max_connections_per_user", self.max_connections_per_user as u64),
             ("login_rate_per_account_per_min", self.login_rate_per_account_per_min.into()),
             ("login_rate_per_ip_per_min", self.login_rate_per_ip_per_min.into()),
@@ -130,6 +140,10 @@ impl ServerConfig {
 
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn http_header_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_header_timeout_ms)
     }
 
     pub fn gap_fill_delay(&self) -> Duration {

@@ -9,6 +9,7 @@ mod channels;
 mod chat;
 pub mod config;
 mod error;
+mod http;
 pub mod gateway;
 mod members;
 pub mod metrics;
@@ -130,12 +131,12 @@ impl Listening {
 
 /// Serves the API and the gateway on `listener` until `app.shutdown` is
 /// cancelled, then closes every socket and waits (bounded) for them.
-pub async fn serve(listener: Listening, app: Arc<App>) -> std::io::Result<()> {
+pub async fn serve(listener: Listening, app: Arc<App>) {
     let router = api::router(app.clone());
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let notifier = tokio::spawn(app.clone().run_notifier());
     use axum::serve::ListenerExt;
-    let served = match listener {
+    match listener {
         // Small frames must leave at once: Nagle's algorithm with delayed
         // ACKs would hold acks and deliveries back by ~40 ms.
         Listening::Plain(tcp) => {
@@ -144,12 +145,12 @@ pub async fn serve(listener: Listening, app: Arc<App>) -> std::io::Result<()> {
                     tracing::debug!(error = %e, "could not set TCP_NODELAY");
                 }
             });
-            serve_http(tcp, router, &app).await
+            http::serve(tcp, router, &app).await
         }
         // The TLS accept loop sets TCP_NODELAY before the handshake.
-        Listening::Tls(tls) => serve_http(tls.tap_io(|_| {}), router, &app).await,
-    };
-    // Whatever ended serving (a signal or an error), every role stops now.
+        Listening::Tls(tls) => http::serve(tls, router, &app).await,
+    }
+    // Whatever ended serving, every role stops now.
     app.shutdown.cancel();
     housekeeping.abort();
     let _ = notifier.await;
@@ -158,18 +159,6 @@ pub async fn serve(listener: Listening, app: Arc<App>) -> std::io::Result<()> {
         tracing::warn!("connections did not close within 10 s");
     }
     app.persist_online_users().await;
-    served
-}
-
-async fn serve_http<L, F>(listener: axum::serve::TapIo<L, F>, router: axum::Router, app: &App) -> std::io::Result<()>
-where
-    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
-    F: FnMut(&mut L::Io) + Send + 'static,
-{
-    let shutdown = app.shutdown.clone();
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }
 
 /// How often this gateway re-announces its load to discovery.

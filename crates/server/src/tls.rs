@@ -16,6 +16,9 @@ use tokio_rustls::TlsAcceptor;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Finished handshakes waiting for the HTTP server to take them.
 const READY_QUEUE: usize = 1024;
+/// Handshakes in progress at once; connections beyond are dropped at once,
+/// so a flood of silent clients costs a bounded number of tasks.
+const MAX_HANDSHAKES: usize = 4096;
 
 /// Why the certificate or key could not be used.
 #[derive(Debug, Error)]
@@ -80,6 +83,7 @@ async fn accept_loop(
     acceptor: TlsAcceptor,
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = tcp.accept() => match accepted {
@@ -93,9 +97,14 @@ async fn accept_loop(
             },
             _ = ready.closed() => return,
         };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many TLS handshakes in progress; connection dropped");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (acceptor, ready) = (acceptor.clone(), ready.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let _ = ready.send((tls, peer)).await;

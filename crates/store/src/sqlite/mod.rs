@@ -10,7 +10,8 @@
 mod queries;
 mod schema;
 
-use crate::{Account, BackupInfo, 
+use crate::{
+    Account, BackupInfo,
     OutboxItem, PushItem, PushRecipient,
     Appended, BoxFuture, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
     Page, Session, Store, StoreError,
