@@ -123,7 +123,11 @@ async fn serve(settings: Settings) -> Result<()> {
         bus: Arc::new(LocalBus::new()),
         discovery: Arc::new(LocalDiscovery::new(chinwag_server::DISCOVERY_TTL)),
         metrics,
-        notifier: notifier::Notifier::new(Arc::new(vapid), webhook_secret),
+        notifier: notifier::Notifier::new(
+            Arc::new(vapid),
+            webhook_secret,
+            notifier::addresses::AddressPolicy { allow_private: config.push_private_targets },
+        ),
     };
     let app = App::new(backends, config);
     tokio::spawn(stop_on_signal(app.clone()));

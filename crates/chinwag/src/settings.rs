@@ -61,6 +61,9 @@ pub struct Settings {
     /// Characters of message text in a notification.
     #[arg(long, env = "CHINWAG_PUSH_PREVIEW_CHARS")]
     pub push_preview_chars: Option<usize>,
+    /// Allow push targets on private and local addresses (true/false).
+    #[arg(long, env = "CHINWAG_PUSH_PRIVATE_TARGETS")]
+    pub push_private_targets: Option<bool>,
     /// VAPID subject (mailto: or https: URL of the operator).
     #[arg(long, env = "CHINWAG_VAPID_SUBJECT")]
     pub vapid_subject: Option<String>,
@@ -113,7 +116,7 @@ impl Settings {
             self, lower, listen, data_dir, heartbeat_interval_ms, heartbeat_timeout_ms,
             auth_timeout_ms, outbound_queue_frames, write_timeout_ms, send_rate_per_s,
             send_burst, typing_rate_per_s, gap_fill_delay_ms, presence_offline_grace_ms,
-            public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, vapid_subject,
+            public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, push_private_targets, vapid_subject,
             max_connections, max_connections_per_ip, max_connections_per_user,
             max_http_connections, http_header_timeout_ms,
             login_rate_per_account_per_min, login_rate_per_ip_per_min, signup_rate_per_ip_per_min,
@@ -163,6 +166,7 @@ impl Settings {
             push_coalesce_ms: self.push_coalesce_ms.unwrap_or(d.push_coalesce_ms),
             push_retry_base_ms: self.push_retry_base_ms.unwrap_or(d.push_retry_base_ms),
             push_preview_chars: self.push_preview_chars.unwrap_or(d.push_preview_chars),
+            push_private_targets: self.push_private_targets.unwrap_or(d.push_private_targets),
             vapid_subject: self.vapid_subject.clone().unwrap_or(d.vapid_subject),
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             max_connections_per_ip: self.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),

@@ -18,7 +18,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const FAST: &[&str] = &["--push-coalesce-ms", "400", "--push-retry-base-ms", "100", "--presence-offline-grace-ms", "100"];
+/// The receivers are on loopback, which a default server refuses to push
+/// to (see `private_push_targets_are_refused_by_default`).
+const FAST: &[&str] = &[
+    "--push-coalesce-ms", "400", "--push-retry-base-ms", "100", "--presence-offline-grace-ms", "100",
+    "--push-private-targets", "true",
+];
 
 #[derive(Clone, Debug)]
 struct Hit {
@@ -162,7 +167,8 @@ async fn failures_are_retried_and_gone_targets_are_unregistered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_notifications_survive_a_restart() {
-    let mut server = TestServer::start_with(&["--push-coalesce-ms", "100", "--push-retry-base-ms", "300"]);
+    let mut server =
+        TestServer::start_with(&["--push-coalesce-ms", "100", "--push-retry-base-ms", "300", "--push-private-targets", "true"]);
     let receiver = Receiver::start().await;
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
@@ -280,4 +286,39 @@ async fn web_push_is_vapid_signed_and_decrypts_with_the_subscription_keys() {
 
 fn chinwag_proto_now_s() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_push_targets_are_refused_by_default() {
+    let mut server = TestServer::start_with(&["--push-coalesce-ms", "100", "--presence-offline-grace-ms", "100"]);
+    let receiver = Receiver::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let port = receiver.url.rsplit(':').next().unwrap().to_string();
+    for url in [
+        receiver.url.clone(),
+        format!("http://localhost:{port}/hook"),
+        format!("http://[::1]:{port}/hook"),
+        "http://169.254.169.254/latest/meta-data".to_string(),
+        "http://10.0.0.1/hook".to_string(),
+    ] {
+        let (s, b) = server
+            .call("PUT", "/v1/devices/current/push", Some(&bob.token), Some(json!({"kind": "webhook", "url": url})))
+            .await;
+        assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad_request")), "{url}: {b}");
+        assert!(b["error"]["message"].as_str().unwrap().contains("not allowed"), "{b}");
+    }
+
+    // A target registered while the operator allowed private ones is not
+    // pushed to once they stop allowing them.
+    server.set_args(&["--push-coalesce-ms", "100", "--presence-offline-grace-ms", "100", "--push-private-targets", "true"]);
+    server.restart();
+    register(&server, &bob.token, json!({"kind": "webhook", "url": receiver.url})).await;
+    server.set_args(&["--push-coalesce-ms", "100", "--presence-offline-grace-ms", "100"]);
+    server.restart();
+    let channel = server.direct(&alice, &bob).await;
+    let (mut a, _) = server.connect(&alice.token).await;
+    assert_eq!(a.send_text(channel, "p1", "anyone home?").await["type"], "ack");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.count(), 0, "pushed to a private address");
 }

@@ -37,6 +37,10 @@ pub struct ServerConfig {
     pub push_retry_base_ms: u64,
     /// Characters of message text in a notification.
     pub push_preview_chars: usize,
+    /// Let push targets be on private and local addresses (receivers on
+    /// the operator's own network); off, only public addresses are
+    /// reached, so users cannot aim the server at internal hosts.
+    pub push_private_targets: bool,
     /// VAPID `sub` claim: how push services can reach the operator.
     pub vapid_subject: String,
     /// Open WebSockets above which new ones are refused with 503 (kept
@@ -82,6 +86,7 @@ impl Default for ServerConfig {
             push_coalesce_ms: 1_000,
             push_retry_base_ms: 1_000,
             push_preview_chars: 100,
+            push_private_targets: false,
             vapid_subject: "mailto:admin@localhost".into(),
             max_connections: 18_000,
             max_connections_per_ip: 2_000,

@@ -89,6 +89,11 @@ impl TestServer {
         format!("{}/v1/ws", self.base.replace("http://", "ws://"))
     }
 
+    /// Flags for the next (re)start.
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+    }
+
     /// The server process's id (for /proc readings).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("server running").id()

@@ -188,6 +188,12 @@ pub async fn set_push(
     super::ApiJson(target): super::ApiJson<crate::notifier::PushTarget>,
 ) -> Result<StatusCode> {
     target.validate()?;
+    let url = reqwest::Url::parse(target.url()).map_err(|_| ApiError(WireError::bad_request("not a valid URL")))?;
+    app.notifier
+        .addresses
+        .check_url(&url)
+        .await
+        .map_err(|why| ApiError(WireError::bad_request(format!("push target not allowed: {why}"))))?;
     let json = serde_json::to_string(&target).map_err(|_| ApiError(WireError::internal()))?;
     app.store.set_push_target(session.device_id, session.user_id, json, chinwag_proto::now_ms()).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -9,6 +9,7 @@
 //! or 410. Entries survive restarts; a slow or dead endpoint delays only
 //! other notifications, never messages.
 
+pub mod addresses;
 pub mod webhook;
 pub mod webpush;
 
@@ -50,7 +51,15 @@ pub struct WebPushKeys {
 }
 
 impl PushTarget {
-    /// Checks a registration before it is stored.
+    /// Where requests for this target go.
+    pub fn url(&self) -> &str {
+        match self {
+            PushTarget::Webhook { url, .. } => url,
+            PushTarget::Webpush { endpoint, .. } => endpoint,
+        }
+    }
+
+    /// Checks a registration's form before it is stored.
     pub fn validate(&self) -> Result<(), WireError> {
         let url = match self {
             PushTarget::Webhook { url, secret } => {
@@ -124,6 +133,8 @@ pub struct Notification {
 
 /// The providers, and the queue from the message path.
 pub struct Notifier {
+    /// Which addresses push requests may reach.
+    pub addresses: addresses::AddressPolicy,
     pub webhook: webhook::WebhookPusher,
     pub webpush: webpush::WebPushPusher,
     queue: mpsc::Sender<Message>,
@@ -131,13 +142,11 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(vapid: Arc<webpush::VapidKeys>, webhook_secret: Vec<u8>) -> Notifier {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
+    pub fn new(vapid: Arc<webpush::VapidKeys>, webhook_secret: Vec<u8>, addresses: addresses::AddressPolicy) -> Notifier {
+        let http = addresses::push_client(addresses);
         let (queue, rx) = mpsc::channel(10_000);
         Notifier {
+            addresses,
             webhook: webhook::WebhookPusher { http: http.clone(), default_secret: webhook_secret },
             webpush: webpush::WebPushPusher { http, vapid },
             queue,
@@ -286,6 +295,11 @@ impl App {
             serde_json::from_str(&item.payload).map_err(|e| PushError::Gone(format!("unreadable payload: {e}")))?;
         note.count = item.count;
         let payload = serde_json::to_vec(&note).map_err(|e| PushError::Gone(e.to_string()))?;
+        // Names are checked as they resolve; address literals here.
+        let url = reqwest::Url::parse(target.url()).map_err(|e| PushError::Gone(e.to_string()))?;
+        if let Some(ip) = addresses::literal_ip(&url).filter(|ip| !self.notifier.addresses.allows(*ip)) {
+            return Err(PushError::Gone(format!("{ip} is a private or local address")));
+        }
         self.notifier.pusher(&target).push(&target, &payload).await
     }
 
