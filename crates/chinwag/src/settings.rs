@@ -95,6 +95,10 @@ pub struct Settings {
     /// to open WebSockets; `*` for any.
     #[arg(long, env = "CHINWAG_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
+    /// Comma-separated addresses or networks (CIDR) of reverse proxies whose
+    /// X-Forwarded-For is believed for per-address limits.
+    #[arg(long, env = "CHINWAG_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
     /// PEM certificate chain: serve HTTPS and WSS (needs --tls-key).
     #[arg(long, env = "CHINWAG_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -120,7 +124,7 @@ impl Settings {
             max_connections, max_connections_per_ip, max_connections_per_user,
             max_http_connections, http_header_timeout_ms,
             login_rate_per_account_per_min, login_rate_per_ip_per_min, signup_rate_per_ip_per_min,
-            allowed_origins, tls_cert, tls_key
+            allowed_origins, trusted_proxies, tls_cert, tls_key
         )
     }
 
@@ -142,6 +146,19 @@ impl Settings {
             (None, None) => Ok(None),
             _ => anyhow::bail!("tls_cert and tls_key go together"),
         }
+    }
+
+    /// `trusted_proxies` as networks; a bare address is a network of one.
+    fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>> {
+        let entries = self.trusted_proxies.iter().flatten().map(|s| s.trim()).filter(|s| !s.is_empty());
+        entries
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| format!("trusted_proxies: {entry:?} is not an address or network"))
+            })
+            .collect()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -177,6 +194,7 @@ impl Settings {
             login_rate_per_ip_per_min: self.login_rate_per_ip_per_min.unwrap_or(d.login_rate_per_ip_per_min),
             signup_rate_per_ip_per_min: self.signup_rate_per_ip_per_min.unwrap_or(d.signup_rate_per_ip_per_min),
             allowed_origins: self.allowed_origins.clone().unwrap_or(d.allowed_origins),
+            trusted_proxies: self.trusted_proxies()?,
             tls: self.tls_cert.is_some(),
         };
         config.validate().map_err(anyhow::Error::msg)?;

@@ -174,3 +174,39 @@ async fn slow_and_silent_http_clients_cannot_hold_the_server() {
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     assert!(closed_by_server(&mut idle, std::time::Duration::from_secs(5)).await, "idle keep-alive kept open");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_address_limits_see_through_trusted_proxies_only() {
+    let signup = |server: &TestServer, name: String, forwarded: Option<&'static str>| {
+        let mut request = server
+            .http
+            .post(format!("{}/v1/users", server.base))
+            .json(&json!({"username": name, "password": PASSWORD}));
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // Behind a proxy on loopback: each forwarded client has its own budget,
+    // and a client cannot forge one by adding entries to the left.
+    let proxied = TestServer::start_with(&["--signup-rate-per-ip-per-min", "2", "--trusted-proxies", "127.0.0.0/8,::1"]);
+    assert_eq!(signup(&proxied, "a1".repeat(2), Some("203.0.113.1")).await, 201);
+    assert_eq!(signup(&proxied, "a2".repeat(2), Some("198.51.100.9, 203.0.113.1")).await, 201);
+    assert_eq!(signup(&proxied, "a3".repeat(2), Some("192.0.2.77, 203.0.113.1")).await, 429);
+    assert_eq!(signup(&proxied, "b1".repeat(2), Some("203.0.113.2")).await, 201);
+    // Without trusted proxies the header is ignored: one address, one budget.
+    let direct = TestServer::start_with(&["--signup-rate-per-ip-per-min", "2"]);
+    assert_eq!(signup(&direct, "c1".repeat(2), Some("203.0.113.1")).await, 201);
+    assert_eq!(signup(&direct, "c2".repeat(2), Some("203.0.113.2")).await, 201);
+    assert_eq!(signup(&direct, "c3".repeat(2), Some("203.0.113.3")).await, 429);
+    // Garbage in the setting stops the server with a reason.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chinwag"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--trusted-proxies", "not-a-network"])
+        .arg("--data-dir")
+        .arg(tempfile::tempdir().unwrap().path())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trusted_proxies"));
+}

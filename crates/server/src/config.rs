@@ -65,6 +65,9 @@ pub struct ServerConfig {
     /// Browser origins (e.g. `https://app.example.com`) besides the server's
     /// own that may open WebSockets; `*` allows any.
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client for the
+    /// per-address limits; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The public listener speaks TLS, so discovery's default URL is wss://.
     pub tls: bool,
 }
@@ -97,6 +100,7 @@ impl Default for ServerConfig {
             login_rate_per_ip_per_min: 60,
             signup_rate_per_ip_per_min: 20,
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             tls: false,
         }
     }
@@ -145,6 +149,10 @@ impl ServerConfig {
 
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
     pub fn http_header_timeout(&self) -> Duration {

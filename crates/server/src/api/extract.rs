@@ -71,3 +71,71 @@ impl FromRequestParts<Arc<App>> for Auth {
         Ok(Auth(app.authenticate(token).await?))
     }
 }
+
+/// The client's address for per-address limits: the peer's, or, when the
+/// peer is a trusted reverse proxy (`trusted_proxies`), the nearest
+/// untrusted address in its `X-Forwarded-For`. Entries to the left of
+/// that one were written by the client itself and are never believed.
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl FromRequestParts<Arc<App>> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip())
+            .ok_or_else(WireError::internal)?;
+        let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        Ok(ClientIp(client_ip(peer, forwarded, |ip| app.config.is_trusted_proxy(ip))))
+    }
+}
+
+/// Walks `X-Forwarded-For` from the right while the hop is trusted.
+fn client_ip<'a>(
+    peer: std::net::IpAddr,
+    forwarded: impl DoubleEndedIterator<Item = &'a str>,
+    trusted: impl Fn(std::net::IpAddr) -> bool,
+) -> std::net::IpAddr {
+    let mut client = peer;
+    if !trusted(client) {
+        return client;
+    }
+    let hops: Vec<&str> = forwarded.flat_map(|header| header.split(',')).collect();
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted(ip) {
+                    break;
+                }
+            }
+            // A malformed entry: stop at the last address we could trust.
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_ip;
+    use std::net::IpAddr;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted = |a: IpAddr| a == ip("10.0.0.1") || a == ip("10.0.0.2");
+        // Not from a proxy: the header is the client's own words.
+        assert_eq!(client_ip(ip("198.51.100.7"), ["203.0.113.9"].into_iter(), trusted), ip("198.51.100.7"));
+        // Through two proxies; the leftmost entry was forged by the client.
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), ["6.6.6.6, 203.0.113.9", "10.0.0.2"].into_iter(), trusted),
+            ip("203.0.113.9")
+        );
+        // No header, or garbage: the proxy itself.
+        assert_eq!(client_ip(ip("10.0.0.1"), std::iter::empty(), trusted), ip("10.0.0.1"));
+        assert_eq!(client_ip(ip("10.0.0.1"), ["not an address"].into_iter(), trusted), ip("10.0.0.1"));
+    }
+}

@@ -13,7 +13,7 @@ use axum::Router;
 use chinwag_proto::WireError;
 use std::sync::Arc;
 
-pub use extract::{extract_bearer, ApiJson, ApiPath, ApiQuery, Auth};
+pub use extract::{extract_bearer, ApiJson, ApiPath, ApiQuery, Auth, ClientIp};
 
 /// Every route of the server, WebSocket included.
 pub fn router(app: Arc<App>) -> Router {

@@ -1,11 +1,10 @@
 //! Accounts and sessions: signup, login, logout, profiles.
 
-use super::{ApiJson, ApiPath, ApiQuery, Auth};
+use super::{ApiJson, ApiPath, ApiQuery, Auth, ClientIp};
 use crate::auth;
 use crate::error::ApiError;
 use crate::App;
-use axum::extract::{ConnectInfo, State};
-use std::net::SocketAddr;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -27,10 +26,10 @@ pub struct Signup {
 
 pub async fn signup(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Signup>,
 ) -> Result<impl IntoResponse> {
-    app.check_signup(peer.ip())?;
+    app.check_signup(ip)?;
     let username = validate::username(&body.username)?;
     validate::password(&body.password)?;
     let display_name = body.display_name.unwrap_or_else(|| username.clone());
@@ -52,10 +51,10 @@ pub struct Login {
 
 pub async fn login(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<impl IntoResponse> {
-    app.check_login(peer.ip(), &body.username)?;
+    app.check_login(ip, &body.username)?;
     if let Some(name) = &body.device_name {
         validate::device_name(name)?;
     }

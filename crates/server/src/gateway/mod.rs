@@ -8,13 +8,12 @@ mod slots;
 
 pub use slots::IpSlots;
 
-use crate::api::extract_bearer;
+use crate::api::{extract_bearer, ClientIp};
 use crate::error::ApiError;
 use crate::App;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use chinwag_proto::ErrorCode;
-use std::net::SocketAddr;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use chinwag_proto::validate::FRAME_MAX_BYTES;
@@ -31,7 +30,7 @@ const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// authenticates at once; otherwise the first frame must be `auth`.
 pub async fn upgrade(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -53,7 +52,7 @@ pub async fn upgrade(
             return ApiError(WireError::new(ErrorCode::Forbidden, "this origin may not open WebSockets here")).into_response();
         }
     }
-    let Some(slot) = app.ip_slots.take(peer.ip(), app.config.max_connections_per_ip) else {
+    let Some(slot) = app.ip_slots.take(client, app.config.max_connections_per_ip) else {
         return ApiError(WireError::rate_limited(1_000)).into_response();
     };
     let session = match extract_bearer(&headers) {
