@@ -44,6 +44,8 @@ impl ServerUnderTest {
                 ("CHINWAG_SEND_RATE_PER_S", "1000000"),
                 ("CHINWAG_SEND_BURST", "1000000"),
                 ("CHINWAG_TYPING_RATE_PER_S", "1000000"),
+                ("CHINWAG_REQUEST_RATE_PER_S", "1000000"),
+                ("CHINWAG_REQUEST_BURST", "1000000"),
                 ("CHINWAG_MAX_CONNECTIONS_PER_IP", "1000000"),
                 ("CHINWAG_MAX_CONNECTIONS_PER_USER", "1000000"),
                 ("CHINWAG_SIGNUP_RATE_PER_IP_PER_MIN", "1000000"),

@@ -43,6 +43,12 @@ pub struct Settings {
     /// Typing notifications per second per user.
     #[arg(long, env = "CHINWAG_TYPING_RATE_PER_S")]
     pub typing_rate_per_s: Option<u32>,
+    /// Other requests (HTTP calls, read/sync frames) per second per user.
+    #[arg(long, env = "CHINWAG_REQUEST_RATE_PER_S")]
+    pub request_rate_per_s: Option<u32>,
+    /// Such requests per user allowed in a burst.
+    #[arg(long, env = "CHINWAG_REQUEST_BURST")]
+    pub request_burst: Option<u32>,
     /// How long a reordered live message waits before the gap is fetched.
     #[arg(long, env = "CHINWAG_GAP_FILL_DELAY_MS")]
     pub gap_fill_delay_ms: Option<u64>,
@@ -119,7 +125,7 @@ impl Settings {
         merge_fields!(
             self, lower, listen, data_dir, heartbeat_interval_ms, heartbeat_timeout_ms,
             auth_timeout_ms, outbound_queue_frames, write_timeout_ms, send_rate_per_s,
-            send_burst, typing_rate_per_s, gap_fill_delay_ms, presence_offline_grace_ms,
+            send_burst, typing_rate_per_s, request_rate_per_s, request_burst, gap_fill_delay_ms, presence_offline_grace_ms,
             public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, push_private_targets, vapid_subject,
             max_connections, max_connections_per_ip, max_connections_per_user,
             max_http_connections, http_header_timeout_ms,
@@ -177,6 +183,8 @@ impl Settings {
             send_rate_per_s: self.send_rate_per_s.unwrap_or(d.send_rate_per_s),
             send_burst: self.send_burst.unwrap_or(d.send_burst),
             typing_rate_per_s: self.typing_rate_per_s.unwrap_or(d.typing_rate_per_s),
+            request_rate_per_s: self.request_rate_per_s.unwrap_or(d.request_rate_per_s),
+            request_burst: self.request_burst.unwrap_or(d.request_burst),
             gap_fill_delay_ms: self.gap_fill_delay_ms.unwrap_or(d.gap_fill_delay_ms),
             presence_offline_grace_ms: self.presence_offline_grace_ms.unwrap_or(d.presence_offline_grace_ms),
             public_ws_url: self.public_ws_url.clone().or(d.public_ws_url),

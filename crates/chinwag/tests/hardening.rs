@@ -210,3 +210,39 @@ async fn per_address_limits_see_through_trusted_proxies_only() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("trusted_proxies"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_work_is_rate_limited_per_user() {
+    let server = TestServer::start_with(&["--request-rate-per-s", "1", "--request-burst", "5"]);
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let channel = server.direct(&alice, &bob).await; // alice's first request
+    let (mut ws, _) = server.connect(&alice.token).await;
+    // Syncs succeed until the burst is spent (a token a second comes back,
+    // so allow a slow machine one or two more).
+    let mut served = 1;
+    let refused = loop {
+        ws.send(json!({"type": "sync", "ref": "s", "channel_id": channel, "after": 0})).await;
+        let answer = loop {
+            let frame = ws.next().await;
+            if frame["type"] == "synced" || frame["type"] == "error" {
+                break frame;
+            }
+        };
+        if answer["type"] == "error" {
+            break answer;
+        }
+        served += 1;
+        assert!(served <= 7, "never limited");
+    };
+    assert!(served >= 5, "limited before the burst was spent");
+    assert_eq!((refused["code"].as_str(), refused["ref"].as_str()), (Some("rate_limited"), Some("s")), "{refused}");
+    assert!(refused["retry_after_ms"].as_u64().unwrap() > 0);
+    ws.send(json!({"type": "read", "ref": "r1", "channel_id": channel, "message_id": 1})).await;
+    assert_eq!(ws.next_of("error").await["code"], "rate_limited");
+    let (status, body) = server.get("/v1/channels", &alice.token).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("rate_limited")), "{body}");
+    // Sends have their own budget, and other users are untouched.
+    assert_eq!(ws.send_text(channel, "m1", "still sending").await["type"], "ack");
+    assert_eq!(server.get("/v1/channels", &bob.token).await.0, 200);
+}

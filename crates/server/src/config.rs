@@ -19,6 +19,12 @@ pub struct ServerConfig {
     pub send_rate_per_s: u32,
     /// Sends per user allowed in a burst above the sustained rate.
     pub send_burst: u32,
+    /// Other requests per second per user: authenticated HTTP calls and
+    /// `read`/`sync` frames (each costs the store work).
+    pub request_rate_per_s: u32,
+    /// Such requests per user allowed in a burst (a reconnect syncs every
+    /// channel that fell behind at once).
+    pub request_burst: u32,
     /// Typing notifications per second per user (a burst of the same size).
     pub typing_rate_per_s: u32,
     /// How long a reordered live message may wait for the ones before it
@@ -83,6 +89,8 @@ impl Default for ServerConfig {
             send_rate_per_s: 20,
             send_burst: 40,
             typing_rate_per_s: 5,
+            request_rate_per_s: 50,
+            request_burst: 300,
             gap_fill_delay_ms: 200,
             presence_offline_grace_ms: 3_000,
             public_ws_url: None,
@@ -118,6 +126,8 @@ impl ServerConfig {
             ("send_rate_per_s", self.send_rate_per_s.into()),
             ("send_burst", self.send_burst.into()),
             ("typing_rate_per_s", self.typing_rate_per_s.into()),
+            ("request_rate_per_s", self.request_rate_per_s.into()),
+            ("request_burst", self.request_burst.into()),
             ("push_retry_base_ms", self.push_retry_base_ms),
             ("max_connections", self.max_connections as u64),
             ("max_connections_per_ip", self.max_connections_per_ip as u64),

@@ -50,6 +50,7 @@ pub struct App {
     notifier: notifier::Notifier,
     send_limiter: UserLimiter,
     typing_limiter: UserLimiter,
+    request_limiter: UserLimiter,
     login_per_account: KeyedLimiter<String>,
     login_per_ip: KeyedLimiter<std::net::IpAddr>,
     signup_per_ip: KeyedLimiter<std::net::IpAddr>,
@@ -82,6 +83,13 @@ impl App {
         self.signup_per_ip.check(&ip)
     }
 
+    /// Requests that cost the store work (authenticated HTTP calls, `read`
+    /// and `sync` frames) are limited per user, so one client cannot
+    /// flood the store's threads that everyone shares.
+    pub fn check_request(&self, user: UserId) -> Result<(), chinwag_proto::WireError> {
+        self.request_limiter.check(&user)
+    }
+
     /// Logins are limited per client address and per account (so neither
     /// one address nor many can guess one account's password quickly).
     pub fn check_login(&self, ip: std::net::IpAddr, username: &str) -> Result<(), chinwag_proto::WireError> {
@@ -94,6 +102,7 @@ impl App {
         Arc::new(App {
             send_limiter: UserLimiter::new(config.send_rate_per_s, config.send_burst),
             typing_limiter: UserLimiter::new(config.typing_rate_per_s, config.typing_rate_per_s),
+            request_limiter: UserLimiter::new(config.request_rate_per_s, config.request_burst),
             login_per_account: KeyedLimiter::per_minute(config.login_rate_per_account_per_min, config.login_rate_per_account_per_min),
             login_per_ip: KeyedLimiter::per_minute(config.login_rate_per_ip_per_min, config.login_rate_per_ip_per_min),
             signup_per_ip: KeyedLimiter::per_minute(config.signup_rate_per_ip_per_min, config.signup_rate_per_ip_per_min),
@@ -182,6 +191,7 @@ async fn housekeeping(app: Arc<App>) {
         if ticks.is_multiple_of(60) {
             app.send_limiter.forget_idle();
             app.typing_limiter.forget_idle();
+            app.request_limiter.forget_idle();
             app.login_per_account.forget_idle();
             app.login_per_ip.forget_idle();
             app.signup_per_ip.forget_idle();

@@ -68,6 +68,8 @@ impl TestServer {
             .env("CHINWAG_SIGNUP_RATE_PER_IP_PER_MIN", "100000")
             .env("CHINWAG_LOGIN_RATE_PER_IP_PER_MIN", "100000")
             .env("CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_MIN", "100000")
+            .env("CHINWAG_REQUEST_RATE_PER_S", "100000")
+            .env("CHINWAG_REQUEST_BURST", "100000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -53,7 +53,8 @@ impl<T: DeserializeOwned + Send> FromRequestParts<Arc<App>> for ApiQuery<T> {
     }
 }
 
-/// The caller's device, from `Authorization: Bearer <token>`.
+/// The caller's device, from `Authorization: Bearer <token>`; counts
+/// against the caller's request rate.
 pub struct Auth(pub Session);
 
 /// The token of an `Authorization: Bearer` header, if there is one.
@@ -68,7 +69,9 @@ impl FromRequestParts<Arc<App>> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         let token = extract_bearer(&parts.headers).ok_or_else(WireError::unauthorized)?;
-        Ok(Auth(app.authenticate(token).await?))
+        let session = app.authenticate(token).await?;
+        app.check_request(session.user_id)?;
+        Ok(Auth(session))
     }
 }
 

@@ -291,12 +291,14 @@ impl Connection {
                     None => Err(WireError::bad_request("`send` needs `channel_id` or `to_user_id`")),
                 }
             }
-            ClientFrame::Sync { channel_id, after, limit } => {
-                return self.sync(state, channel_id, after, limit, reference).await;
-            }
-            ClientFrame::Read { channel_id, message_id } => {
-                self.app.mark_read(state.user, channel_id, message_id).await
-            }
+            ClientFrame::Sync { channel_id, after, limit } => match self.app.check_request(state.user) {
+                Ok(()) => return self.sync(state, channel_id, after, limit, reference).await,
+                Err(e) => Err(e),
+            },
+            ClientFrame::Read { channel_id, message_id } => match self.app.check_request(state.user) {
+                Ok(()) => self.app.mark_read(state.user, channel_id, message_id).await,
+                Err(e) => Err(e),
+            },
             ClientFrame::Typing { channel_id } => self.app.typing(state.user, channel_id).await,
         };
         match result {
