@@ -509,7 +509,20 @@ function renderMessages(stickToBottom) {
   if (stickToBottom || atBottom) box.scrollTop = box.scrollHeight;
 }
 
+// At most one read marker per quarter second: a busy channel would
+// otherwise send one per message (and meet the server's request limit).
+let readTimer = null;
+let readAgain = false;
 function markRead() {
+  if (readTimer) { readAgain = true; return; }
+  sendRead();
+  readTimer = setTimeout(() => {
+    readTimer = null;
+    if (readAgain) { readAgain = false; markRead(); }
+  }, 250);
+}
+
+function sendRead() {
   const c = state.channels.get(state.current);
   if (!c || document.visibilityState !== 'visible') return;
   const m = state.msgs.get(c.id);
