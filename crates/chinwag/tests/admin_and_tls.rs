@@ -212,19 +212,8 @@ where
 
 #[test]
 fn unusable_tls_settings_stop_the_server_with_a_reason() {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chinwag"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(tempfile::tempdir().unwrap().path())
-            .args(args)
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
-    };
-    let (ok, err) = run(&["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"]);
-    assert!(!ok && err.contains("TLS certificate"), "{err}");
-    let (ok, err) = run(&["--tls-cert", "/nonexistent/cert.pem"]);
-    assert!(!ok && err.contains("--tls-key"), "{err}");
+    let err = serve_refuses(&["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"]);
+    assert!(err.contains("TLS certificate"), "{err}");
+    let err = serve_refuses(&["--tls-cert", "/nonexistent/cert.pem"]);
+    assert!(err.contains("--tls-key"), "{err}");
 }

@@ -330,6 +330,21 @@ impl Client {
     }
 }
 
+/// Runs `chinwag serve` with `args` on a fresh data dir, expecting it to
+/// refuse to start; returns what it said on stderr.
+pub fn serve_refuses(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_chinwag"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run chinwag serve");
+    assert!(!out.status.success(), "started with {args:?}");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
 pub fn close_code(code: CloseCode) -> u16 {
     code.into()
 }
