@@ -13,9 +13,7 @@ use tokio_tungstenite::tungstenite::Message as Ws;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabling_a_user_closes_their_sockets_and_refuses_them() {
     let server = TestServer::start();
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let phone = server.login("alice").await;
     let (mut laptop_ws, _) = server.connect(&alice.token).await;
     let (mut phone_ws, _) = server.connect(&phone).await;
@@ -70,9 +68,7 @@ async fn disabling_a_user_closes_their_sockets_and_refuses_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_taken_while_messages_flow_is_a_whole_store() {
     let server = TestServer::start_with(&["--send-rate-per-s", "100000", "--send-burst", "100000"]);
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let (mut ws, _) = server.connect(&alice.token).await;
     let mut acked = 0;
     for i in 1..=150 {
@@ -159,9 +155,7 @@ async fn tls_serves_https_and_wss() {
     // A client that connects and never says hello holds nothing up.
     let addr = server.base.trim_start_matches("https://").to_string();
     let _silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let (_, discovery) = server.get("/v1/discovery", &alice.token).await;
     assert!(discovery["servers"][0]["ws_url"].as_str().unwrap().starts_with("wss://"), "{discovery}");
 

@@ -151,9 +151,7 @@ async fn connection_churn_leaves_nothing_behind() {
     );
 
     // And it still works.
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let (mut a, _) = server.connect(&alice.token).await;
     let (mut b, _) = server.connect(&bob.token).await;
     assert_eq!(a.send_text(channel, "after-churn", "still here").await["type"], "ack");

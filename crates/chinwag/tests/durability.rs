@@ -157,9 +157,7 @@ async fn sigkill_mid_stream_loses_no_acked_message_and_resends_duplicate_nothing
 #[tokio::test]
 async fn sigterm_closes_sockets_going_away_and_keeps_everything() {
     let mut server = TestServer::start();
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let (mut a, _) = server.connect(&alice.token).await;
     for n in 0..10 {
         assert_eq!(a.send_text(channel, &format!("t{n}"), "before shutdown").await["type"], "ack");

@@ -138,9 +138,7 @@ async fn closed_by_server(tcp: &mut tokio::net::TcpStream, wait: std::time::Dura
 async fn slow_and_silent_http_clients_cannot_hold_the_server() {
     use tokio::io::AsyncWriteExt;
     let server = TestServer::start_with(&["--max-http-connections", "20", "--http-header-timeout-ms", "500"]);
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     // Established WebSockets are past the HTTP stage and keep working.
     let (mut a, _) = server.connect(&alice.token).await;
     let (mut b, _) = server.connect(&bob.token).await;
@@ -206,9 +204,7 @@ async fn per_address_limits_see_through_trusted_proxies_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_work_is_rate_limited_per_user() {
     let server = TestServer::start_with(&["--request-rate-per-s", "1", "--request-burst", "5"]);
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await; // alice's first request
+    let (alice, bob, channel) = server.alice_and_bob().await; // alice's first request
     let (mut ws, _) = server.connect(&alice.token).await;
     // Syncs succeed until the burst is spent (a token a second comes back,
     // so allow a slow machine one or two more).

@@ -15,9 +15,7 @@ use tokio_tungstenite::tungstenite::Message as Ws;
 #[tokio::test]
 async fn messages_reach_every_device_of_every_member() {
     let server = TestServer::start();
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let alice_laptop = server.login("alice").await;
     let (mut a1, ready) = server.connect(&alice.token).await;
     assert_eq!(ready["user"]["id"], alice.id);
@@ -76,9 +74,7 @@ async fn send_to_user_opens_the_direct_channel() {
 #[tokio::test]
 async fn resends_are_acked_with_the_original_and_never_delivered_twice() {
     let server = TestServer::start();
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let (mut a, _) = server.connect(&alice.token).await;
     let (mut b, _) = server.connect(&bob.token).await;
     let first = a.send_text(channel, "same", "once").await;
@@ -157,9 +153,7 @@ async fn many_concurrent_senders_in_a_group_are_seen_in_order_everywhere() {
 #[tokio::test]
 async fn sync_and_history_pages() {
     let server = TestServer::start_with(&["--send-rate-per-s", "1000", "--send-burst", "1000"]);
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let (mut a, _) = server.connect(&alice.token).await;
     for n in 1..=30 {
         a.send_text(channel, &format!("m{n}"), &format!("text {n}")).await;
@@ -211,9 +205,7 @@ async fn sync_and_history_pages() {
 #[tokio::test]
 async fn text_limits_count_characters_and_keep_bytes() {
     let server = TestServer::start();
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let (mut a, _) = server.connect(&alice.token).await;
     // 100,000 two-byte characters: 200,000 bytes, still within the limit.
     let longest = "é".repeat(100_000);
@@ -236,9 +228,7 @@ async fn text_limits_count_characters_and_keep_bytes() {
 #[tokio::test]
 async fn bad_frames_get_errors_and_the_socket_stays_usable() {
     let server = TestServer::start();
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let (mut a, _) = server.connect(&alice.token).await;
     let (mut b, _) = server.connect(&bob.token).await;
     let cases: Vec<(&str, Option<Value>)> = vec![
@@ -332,9 +322,7 @@ async fn silent_connections_are_closed_after_the_heartbeat_timeout() {
 #[tokio::test]
 async fn sends_are_rate_limited_per_user() {
     let server = TestServer::start_with(&["--send-rate-per-s", "1", "--send-burst", "3"]);
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let (mut a, _) = server.connect(&alice.token).await;
     for n in 0..3 {
         assert_eq!(a.send_text(channel, &format!("ok{n}"), "hi").await["type"], "ack");

@@ -141,9 +141,7 @@ async fn contacts_are_listed_added_and_removed() {
 #[tokio::test]
 async fn read_markers_reach_members_and_other_devices_and_never_move_back() {
     let server = TestServer::start();
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let (mut a, _) = server.connect(&alice.token).await;
     for n in 1..=5 {
         a.send_text(channel, &format!("m{n}"), "hello").await;
@@ -310,9 +308,7 @@ async fn health_and_metrics() {
     let server = TestServer::start();
     let resp = server.http.get(format!("{}/healthz", server.base)).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let (mut a, _) = server.connect(&alice.token).await;
     let (_b, _) = server.connect(&bob.token).await;
     a.send_text(channel, "m", "counted").await;

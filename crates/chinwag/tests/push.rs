@@ -94,9 +94,7 @@ fn webhook_body(hit: &Hit, secret: &str) -> Value {
 async fn offline_members_get_one_signed_webhook_per_burst_and_online_ones_none() {
     let server = TestServer::start_with(FAST);
     let receiver = Receiver::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     register(&server, &bob.token, json!({"kind": "webhook", "url": format!("{}/bob", receiver.url), "secret": "s3cret"})).await;
     // Alice has a target too: she must never be notified of her own messages.
     register(&server, &alice.token, json!({"kind": "webhook", "url": format!("{}/alice", receiver.url), "secret": "x"})).await;
@@ -146,9 +144,7 @@ async fn offline_members_get_one_signed_webhook_per_burst_and_online_ones_none()
 async fn failures_are_retried_and_gone_targets_are_unregistered() {
     let server = TestServer::start_with(FAST);
     let receiver = Receiver::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     register(&server, &bob.token, json!({"kind": "webhook", "url": receiver.url, "secret": "k"})).await;
     let (mut a, _) = server.connect(&alice.token).await;
     receiver.plan.lock().unwrap().extend([500, 503]);
@@ -170,9 +166,7 @@ async fn pending_notifications_survive_a_restart() {
     let mut server =
         TestServer::start_with(&["--push-coalesce-ms", "100", "--push-retry-base-ms", "300", "--push-private-targets", "true"]);
     let receiver = Receiver::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     register(&server, &bob.token, json!({"kind": "webhook", "url": receiver.url, "secret": "k"})).await;
     receiver.plan.lock().unwrap().extend([503; 100]);
     let (mut a, _) = server.connect(&alice.token).await;
@@ -222,9 +216,7 @@ fn decrypt(body: &[u8], ua_secret: &p256::SecretKey, auth: &[u8; 16]) -> Vec<u8>
 async fn web_push_is_vapid_signed_and_decrypts_with_the_subscription_keys() {
     let server = TestServer::start_with(FAST);
     let receiver = Receiver::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let (s, key) = server.call("GET", "/v1/push/vapid-public-key", None, None).await;
     assert_eq!(s, 200);
     let vapid_key = key["public_key"].as_str().unwrap().to_string();

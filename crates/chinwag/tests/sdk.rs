@@ -66,9 +66,7 @@ async fn sends_survive_server_crashes_and_readers_see_each_message_once_in_order
 #[tokio::test]
 async fn a_reconnecting_client_fetches_what_it_missed() {
     let mut server = TestServer::start();
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let channel = server.direct(&alice, &bob).await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
     let mut reader = Client::connect(config(&server, &bob.token)).await.unwrap();
     let (mut a, _) = server.connect(&alice.token).await;
     a.send_text(channel, "before", "before the crash").await;

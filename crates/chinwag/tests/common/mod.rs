@@ -199,6 +199,15 @@ impl TestServer {
         (client, ready)
     }
 
+    /// The setup most conversation tests start from: alice, bob and
+    /// their direct channel.
+    pub async fn alice_and_bob(&self) -> (Account, Account, i64) {
+        let alice = self.user("alice").await;
+        let bob = self.user("bob").await;
+        let channel = self.direct(&alice, &bob).await;
+        (alice, bob, channel)
+    }
+
     pub async fn direct(&self, a: &Account, b: &Account) -> i64 {
         let (status, body) = self.post("/v1/channels/direct", &a.token, json!({"user_id": b.id})).await;
         assert!(status == 200 || status == 201, "{body}");
