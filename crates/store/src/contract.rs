@@ -78,8 +78,11 @@ pub async fn disabling_revokes_every_token(store: &dyn Store) {
     assert_eq!((listed[0].live_devices, listed[0].disabled_at), (2, None));
     assert_eq!(store.accounts(Some(a), 10).await.unwrap().len(), 1);
 
+    assert_eq!(store.active_user(a).await.unwrap().map(|u| u.id), Some(a));
     let revoked = store.set_disabled(a, true, 77).await.unwrap();
     assert_eq!(revoked.len(), 2);
+    assert!(store.active_user(a).await.unwrap().is_none());
+    assert!(store.active_user(b).await.unwrap().is_some());
     let account = store.account(a).await.unwrap().unwrap();
     assert_eq!((account.disabled_at, account.live_devices), (Some(77), 0));
     assert!(store.credentials("alice").await.unwrap().unwrap().disabled);
@@ -93,6 +96,7 @@ pub async fn disabling_revokes_every_token(store: &dyn Store) {
 
     assert!(store.set_disabled(a, false, 100).await.unwrap().is_empty());
     assert!(!store.credentials("alice").await.unwrap().unwrap().disabled);
+    assert!(store.active_user(a).await.unwrap().is_some());
     assert!(store.session(&[1]).await.unwrap().is_none(), "enabling does not bring old tokens back");
     assert!(matches!(store.set_disabled(UserId(999), true, 1).await, Err(StoreError::NotFound)));
 }

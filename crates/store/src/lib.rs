@@ -38,6 +38,10 @@ pub trait Store: Send + Sync + 'static {
     /// Accounts with ids above `after`, ascending, for operators.
     async fn accounts(&self, after: Option<UserId>, limit: u32) -> Result<Vec<Account>, StoreError>;
     async fn account(&self, id: UserId) -> Result<Option<Account>, StoreError>;
+    /// The profile of an account that may be used: `None` when there is no
+    /// such user or it is disabled. Cheaper than [`Store::account`], for
+    /// the connect path.
+    async fn active_user(&self, id: UserId) -> Result<Option<User>, StoreError>;
     /// Disables an account (`true`) and revokes every token of it in the
     /// same write, returning the revoked devices so their sockets can be
     /// closed; or enables it again (`false`, returns none). `NotFound` when

@@ -187,8 +187,7 @@ pub async fn set_push(
     Auth(session): Auth,
     super::ApiJson(target): super::ApiJson<crate::notifier::PushTarget>,
 ) -> Result<StatusCode> {
-    target.validate()?;
-    let url = reqwest::Url::parse(target.url()).map_err(|_| ApiError(WireError::bad_request("not a valid URL")))?;
+    let url = target.validate()?;
     app.notifier
         .addresses
         .check_url(&url)

@@ -243,16 +243,13 @@ impl Connection {
         // Read after subscribing: an account disabled before this read is
         // seen here, one disabled after it closes us through the bus.
         let loaded = async {
-            let account = store.account(session.user_id).await?;
+            let user = store.active_user(session.user_id).await?;
             let channels = store.channels_of(session.user_id).await?;
-            Ok::<_, chinwag_store::StoreError>((account, channels))
+            Ok::<_, chinwag_store::StoreError>((user, channels))
         };
         let (user, channels) = match loaded.await {
-            Ok((Some(account), _)) if account.disabled_at.is_some() => {
-                return Err(Closing(Some((POLICY, "account disabled"))));
-            }
-            Ok((Some(account), channels)) => (account.user, channels),
-            Ok((None, _)) => return Err(Closing(Some((POLICY, "account not found")))),
+            Ok((Some(user), channels)) => (user, channels),
+            Ok((None, _)) => return Err(Closing(Some((POLICY, "account not found or disabled")))),
             Err(e) => {
                 let _ = self.write_error(&crate::error::store_error(e), None).await;
                 return Err(Closing(Some((TRY_AGAIN_LATER, "store unavailable"))));
@@ -277,6 +274,12 @@ impl Connection {
             Ok(decoded) => decoded,
             Err(e) => return self.write_error(&e.error, e.reference).await,
         };
+        // Frames that cost the store work count against the user's rate.
+        if matches!(frame, ClientFrame::Sync { .. } | ClientFrame::Read { .. }) {
+            if let Err(e) = self.app.check_request(state.user) {
+                return self.write_error(&e, reference).await;
+            }
+        }
         let result = match frame {
             ClientFrame::Ping => return self.write_frame(&ServerFrame::Pong).await,
             ClientFrame::Auth { .. } => Err(WireError::bad_request("already authenticated")),
@@ -291,14 +294,12 @@ impl Connection {
                     None => Err(WireError::bad_request("`send` needs `channel_id` or `to_user_id`")),
                 }
             }
-            ClientFrame::Sync { channel_id, after, limit } => match self.app.check_request(state.user) {
-                Ok(()) => return self.sync(state, channel_id, after, limit, reference).await,
-                Err(e) => Err(e),
-            },
-            ClientFrame::Read { channel_id, message_id } => match self.app.check_request(state.user) {
-                Ok(()) => self.app.mark_read(state.user, channel_id, message_id).await,
-                Err(e) => Err(e),
-            },
+            ClientFrame::Sync { channel_id, after, limit } => {
+                return self.sync(state, channel_id, after, limit, reference).await;
+            }
+            ClientFrame::Read { channel_id, message_id } => {
+                self.app.mark_read(state.user, channel_id, message_id).await
+            }
             ClientFrame::Typing { channel_id } => self.app.typing(state.user, channel_id).await,
         };
         match result {

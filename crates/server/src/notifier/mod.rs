@@ -59,25 +59,24 @@ impl PushTarget {
         }
     }
 
-    /// Checks a registration's form before it is stored.
-    pub fn validate(&self) -> Result<(), WireError> {
-        let url = match self {
-            PushTarget::Webhook { url, secret } => {
+    /// Checks a registration's form before it is stored; the parsed URL.
+    pub fn validate(&self) -> Result<reqwest::Url, WireError> {
+        match self {
+            PushTarget::Webhook { secret, .. } => {
                 if secret.as_ref().is_some_and(|s| s.is_empty() || s.len() > 256) {
                     return Err(WireError::bad_request("secret must be 1-256 characters"));
                 }
-                url
             }
-            PushTarget::Webpush { endpoint, keys } => {
+            PushTarget::Webpush { keys, .. } => {
                 webpush::parse_keys(&keys.p256dh, &keys.auth).map_err(WireError::bad_request)?;
-                endpoint
             }
-        };
+        }
+        let url = self.url();
         let parsed = reqwest::Url::parse(url).map_err(|_| WireError::bad_request("not a valid URL"))?;
         if !matches!(parsed.scheme(), "http" | "https") || url.len() > 2048 {
             return Err(WireError::bad_request("push URLs must be http(s) and at most 2048 characters"));
         }
-        Ok(())
+        Ok(parsed)
     }
 }
 

@@ -115,6 +115,12 @@ pub fn account(c: &Connection, id: UserId) -> Result<Option<Account>> {
         .optional()?)
 }
 
+pub fn active_user(c: &Connection, id: UserId) -> Result<Option<User>> {
+    Ok(c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1 AND disabled_at IS NULL"))?
+        .query_row([id.0], user_from)
+        .optional()?)
+}
+
 /// Disabling revokes every live token (and push target) in the same
 /// write, so no window exists where a disabled account still holds one.
 pub fn set_disabled(c: &Connection, id: UserId, disabled: bool, now_ms: i64) -> Result<Vec<DeviceId>> {
