@@ -51,6 +51,10 @@ impl ServerUnderTest {
                 ("CHINWAG_SIGNUP_RATE_PER_IP_PER_MIN", "1000000"),
                 ("CHINWAG_LOGIN_RATE_PER_IP_PER_MIN", "1000000"),
                 ("CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_MIN", "1000000"),
+                ("CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_IP_PER_MIN", "1000000"),
+                ("CHINWAG_MAX_HTTP_CONNECTIONS_PER_IP", "1000000"),
+                ("CHINWAG_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP", "1000000"),
+                ("CHINWAG_MAX_CHANNELS_PER_USER", "1000000"),
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -83,6 +83,16 @@ fn return_large_buffers_to_the_os() {
     }
 }
 
+/// Everything the server writes (database, keys, backups, the admin
+/// socket) is its owner's alone, whatever umask it was started with:
+/// the data directory holds every message and password hash.
+fn keep_files_private() {
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// Many sockets need many descriptors: lift the soft limit to the hard one.
 fn raise_fd_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -98,6 +108,7 @@ fn raise_fd_limit() {
 async fn serve(settings: Settings) -> Result<()> {
     let config = settings.server_config()?;
     let data_dir = settings.data_dir();
+    keep_files_private();
     let tls = match settings.tls()? {
         Some((cert, key)) => Some(tls::server_config(cert, key).context("loading the TLS certificate")?),
         None => None,
@@ -115,6 +126,13 @@ async fn serve(settings: Settings) -> Result<()> {
         None => Listening::Plain(tcp),
     };
     let addr = listener.local_addr()?;
+    let metrics_listener = match settings.metrics_listen {
+        Some(at) => {
+            let metrics = tokio::net::TcpListener::bind(at).await.with_context(|| format!("listening on {at} for metrics"))?;
+            Some(metrics)
+        }
+        None => None,
+    };
     let scheme = if config.tls { "https" } else { "http" };
     let vapid = VapidKeys::load_or_create(&data_dir, &config.vapid_subject).context("loading the VAPID key")?;
     let webhook_secret = notifier::load_or_create_secret(&data_dir).context("loading the webhook secret")?;
@@ -134,6 +152,11 @@ async fn serve(settings: Settings) -> Result<()> {
     let admin = tokio::spawn(chinwag_server::admin::serve(admin_listener, app.clone()));
     // Scripts and tests read this line to learn the address.
     println!("chinwag listening on {scheme}://{addr}");
+    if let Some(metrics) = metrics_listener {
+        let at = metrics.local_addr()?;
+        tracing::info!(%at, "serving /metrics on its own listener");
+        tokio::spawn(chinwag_server::serve_metrics(metrics, app.clone()));
+    }
     tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
     chinwag_server::serve(listener, app.clone()).await;
     let _ = admin.await;
@@ -161,6 +184,8 @@ async fn bind_admin_socket(data_dir: &std::path::Path) -> Result<tokio::net::Uni
         }
         _ => {}
     }
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", data_dir.display()))?;
     let listener = tokio::net::UnixListener::bind(&path)
         .with_context(|| format!("binding the admin socket {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))

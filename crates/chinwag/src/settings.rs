@@ -85,10 +85,28 @@ pub struct Settings {
     /// Connections in the HTTP stage before new ones are closed at once.
     #[arg(long, env = "CHINWAG_MAX_HTTP_CONNECTIONS")]
     pub max_http_connections: Option<usize>,
+    /// Connections in the HTTP stage per client address.
+    #[arg(long, env = "CHINWAG_MAX_HTTP_CONNECTIONS_PER_IP")]
+    pub max_http_connections_per_ip: Option<usize>,
+    /// WebSockets per client address not yet authenticated.
+    #[arg(long, env = "CHINWAG_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP")]
+    pub max_unauthenticated_connections_per_ip: Option<usize>,
     /// Time to send a request's headers (and idle keep-alive time).
     #[arg(long, env = "CHINWAG_HTTP_HEADER_TIMEOUT_MS")]
     pub http_header_timeout_ms: Option<u64>,
-    /// Login attempts per account per minute.
+    /// Time a request body may take beyond what its size needs.
+    #[arg(long, env = "CHINWAG_HTTP_BODY_TIMEOUT_MS")]
+    pub http_body_timeout_ms: Option<u64>,
+    /// Slowest average rate a request body may arrive at.
+    #[arg(long, env = "CHINWAG_HTTP_BODY_MIN_BYTES_PER_S")]
+    pub http_body_min_bytes_per_s: Option<u64>,
+    /// Channels one user may be in.
+    #[arg(long, env = "CHINWAG_MAX_CHANNELS_PER_USER")]
+    pub max_channels_per_user: Option<usize>,
+    /// Login attempts per account from one client address per minute.
+    #[arg(long, env = "CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_IP_PER_MIN")]
+    pub login_rate_per_account_per_ip_per_min: Option<u32>,
+    /// Login attempts per account from all addresses per minute.
     #[arg(long, env = "CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_MIN")]
     pub login_rate_per_account_per_min: Option<u32>,
     /// Login attempts per client address per minute.
@@ -105,6 +123,9 @@ pub struct Settings {
     /// X-Forwarded-For is believed for per-address limits.
     #[arg(long, env = "CHINWAG_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// A separate address for `/metrics` (then not served on --listen).
+    #[arg(long, env = "CHINWAG_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// PEM certificate chain: serve HTTPS and WSS (needs --tls-key).
     #[arg(long, env = "CHINWAG_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -128,9 +149,10 @@ impl Settings {
             send_burst, typing_rate_per_s, request_rate_per_s, request_burst, gap_fill_delay_ms, presence_offline_grace_ms,
             public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, push_private_targets, vapid_subject,
             max_connections, max_connections_per_ip, max_connections_per_user,
-            max_http_connections, http_header_timeout_ms,
-            login_rate_per_account_per_min, login_rate_per_ip_per_min, signup_rate_per_ip_per_min,
-            allowed_origins, trusted_proxies, tls_cert, tls_key
+            max_http_connections, max_http_connections_per_ip, max_unauthenticated_connections_per_ip,
+            http_header_timeout_ms, http_body_timeout_ms, http_body_min_bytes_per_s, max_channels_per_user,
+            login_rate_per_account_per_ip_per_min, login_rate_per_account_per_min, login_rate_per_ip_per_min,
+            signup_rate_per_ip_per_min, allowed_origins, trusted_proxies, metrics_listen, tls_cert, tls_key
         )
     }
 
@@ -197,13 +219,24 @@ impl Settings {
             max_connections_per_ip: self.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
             max_connections_per_user: self.max_connections_per_user.unwrap_or(d.max_connections_per_user),
             max_http_connections: self.max_http_connections.unwrap_or(d.max_http_connections),
+            max_http_connections_per_ip: self.max_http_connections_per_ip.unwrap_or(d.max_http_connections_per_ip),
+            max_unauthenticated_connections_per_ip: self
+                .max_unauthenticated_connections_per_ip
+                .unwrap_or(d.max_unauthenticated_connections_per_ip),
             http_header_timeout_ms: self.http_header_timeout_ms.unwrap_or(d.http_header_timeout_ms),
+            http_body_timeout_ms: self.http_body_timeout_ms.unwrap_or(d.http_body_timeout_ms),
+            http_body_min_bytes_per_s: self.http_body_min_bytes_per_s.unwrap_or(d.http_body_min_bytes_per_s),
+            max_channels_per_user: self.max_channels_per_user.unwrap_or(d.max_channels_per_user),
+            login_rate_per_account_per_ip_per_min: self
+                .login_rate_per_account_per_ip_per_min
+                .unwrap_or(d.login_rate_per_account_per_ip_per_min),
             login_rate_per_account_per_min: self.login_rate_per_account_per_min.unwrap_or(d.login_rate_per_account_per_min),
             login_rate_per_ip_per_min: self.login_rate_per_ip_per_min.unwrap_or(d.login_rate_per_ip_per_min),
             signup_rate_per_ip_per_min: self.signup_rate_per_ip_per_min.unwrap_or(d.signup_rate_per_ip_per_min),
             allowed_origins: self.allowed_origins.clone().unwrap_or(d.allowed_origins),
             trusted_proxies: self.trusted_proxies()?,
             tls: self.tls_cert.is_some(),
+            metrics_separate: self.metrics_listen.is_some(),
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)

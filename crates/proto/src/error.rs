@@ -20,6 +20,8 @@ pub enum ErrorCode {
     UsernameTaken,
     RateLimited,
     FrameTooLarge,
+    /// A request's body did not arrive within its deadline.
+    RequestTimeout,
     Unavailable,
     Internal,
 }
@@ -38,6 +40,7 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::NotAMember => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::UsernameTaken => 409,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::FrameTooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
@@ -61,6 +64,7 @@ impl ErrorCode {
             ErrorCode::UsernameTaken => "username_taken",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

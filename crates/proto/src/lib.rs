@@ -8,6 +8,7 @@ pub mod frames;
 pub mod ids;
 pub mod mentions;
 pub mod objects;
+pub mod pages;
 pub mod validate;
 
 pub use error::{ErrorBody, ErrorCode, WireError};

@@ -86,8 +86,13 @@ proptest! {
     #[test]
     fn validators_never_panic(s in ".{0,200}", n in any::<Option<u32>>()) {
         let _ = validate::username(&s);
-        let _ = validate::password(&s);
-        let _ = validate::display_name(&s);
+        let _ = validate::password(&s, &s);
+        let _ = validate::password(&s, "alice");
+        let _ = validate::search_query(&s);
+        if let Ok(name) = validate::display_name(&s) {
+            // What is accepted is already in its final form.
+            prop_assert_eq!(validate::display_name(&name), Ok(name.clone()));
+        }
         let _ = validate::group_name(&s);
         let _ = validate::client_msg_id(&s);
         let _ = validate::history_limit(n);

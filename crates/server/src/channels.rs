@@ -29,7 +29,7 @@ impl App {
         name: String,
         member_ids: Vec<UserId>,
     ) -> Result<Channel, WireError> {
-        validate::group_name(&name)?;
+        let name = validate::group_name(&name)?;
         if member_ids.len() > 10 * validate::GROUP_MAX_MEMBERS {
             return Err(ErrorCode::GroupTooLarge.into());
         }

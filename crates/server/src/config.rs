@@ -59,10 +59,29 @@ pub struct ServerConfig {
     /// Connections in the HTTP stage (requests, keep-alive, WebSockets not
     /// yet upgraded); beyond it new ones are closed at once.
     pub max_http_connections: usize,
+    /// Connections in the HTTP stage one client address may hold (an IPv6
+    /// client counts by its /64; trusted proxies have no share).
+    pub max_http_connections_per_ip: usize,
+    /// WebSockets one client address may hold open before they have
+    /// authenticated.
+    pub max_unauthenticated_connections_per_ip: usize,
     /// Time a client has to send a request's headers; also how long an
     /// idle keep-alive connection stays open.
     pub http_header_timeout_ms: u64,
-    /// Login attempts per account per minute (also the burst).
+    /// Time a request body may take beyond what its size needs at
+    /// `http_body_min_bytes_per_s`.
+    pub http_body_timeout_ms: u64,
+    /// The slowest average rate a request body may arrive at.
+    pub http_body_min_bytes_per_s: u64,
+    /// Channels (direct and groups) one user may be in; others cannot add
+    /// them to more.
+    pub max_channels_per_user: usize,
+    /// Login attempts per account from one client address per minute
+    /// (also the burst): the budget a guesser has.
+    pub login_rate_per_account_per_ip_per_min: u32,
+    /// Login attempts per account from all addresses together per minute
+    /// (also the burst). Addresses the account logged in from before are
+    /// not held to it, so others' failures never lock the owner out.
     pub login_rate_per_account_per_min: u32,
     /// Login attempts per client address per minute (also the burst).
     pub login_rate_per_ip_per_min: u32,
@@ -76,6 +95,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The public listener speaks TLS, so discovery's default URL is wss://.
     pub tls: bool,
+    /// `/metrics` is served on a listener of its own (`metrics_listen`),
+    /// not on the public one.
+    pub metrics_separate: bool,
 }
 
 impl Default for ServerConfig {
@@ -103,13 +125,20 @@ impl Default for ServerConfig {
             max_connections_per_ip: 2_000,
             max_connections_per_user: 50,
             max_http_connections: 1_024,
+            max_http_connections_per_ip: 64,
+            max_unauthenticated_connections_per_ip: 64,
             http_header_timeout_ms: 10_000,
-            login_rate_per_account_per_min: 10,
+            http_body_timeout_ms: 10_000,
+            http_body_min_bytes_per_s: 16 * 1024,
+            max_channels_per_user: 1_000,
+            login_rate_per_account_per_ip_per_min: 10,
+            login_rate_per_account_per_min: 100,
             login_rate_per_ip_per_min: 60,
             signup_rate_per_ip_per_min: 20,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             tls: false,
+            metrics_separate: false,
         }
     }
 }
@@ -133,6 +162,12 @@ impl ServerConfig {
             ("max_connections_per_ip", self.max_connections_per_ip as u64),
             ("max_http_connections", self.max_http_connections as u64),
             ("http_header_timeout_ms", self.http_header_timeout_ms),
+            ("max_http_connections_per_ip", self.max_http_connections_per_ip as u64),
+            ("max_unauthenticated_connections_per_ip", self.max_unauthenticated_connections_per_ip as u64),
+            ("http_body_timeout_ms", self.http_body_timeout_ms),
+            ("http_body_min_bytes_per_s", self.http_body_min_bytes_per_s),
+            ("max_channels_per_user", self.max_channels_per_user as u64),
+            ("login_rate_per_account_per_ip_per_min", self.login_rate_per_account_per_ip_per_min.into()),
             ("max_connections_per_user", self.max_connections_per_user as u64),
             ("login_rate_per_account_per_min", self.login_rate_per_account_per_min.into()),
             ("login_rate_per_ip_per_min", self.login_rate_per_ip_per_min.into()),

@@ -9,6 +9,7 @@ mod channels;
 mod chat;
 pub mod config;
 mod error;
+mod guarded_io;
 mod http;
 pub mod gateway;
 mod members;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod notifier;
 mod presence;
 mod ratelimit;
+mod slots;
 pub mod tls;
 mod web;
 
@@ -28,7 +30,7 @@ use chinwag_store::Store;
 use members::MemberCache;
 use metrics::Metrics;
 use presence::Presence;
-use ratelimit::{KeyedLimiter, UserLimiter};
+use ratelimit::{KeyedLimiter, KnownAddresses, UserLimiter};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,7 +54,10 @@ pub struct App {
     typing_limiter: UserLimiter,
     request_limiter: UserLimiter,
     login_per_account: KeyedLimiter<String>,
+    login_per_account_ip: KeyedLimiter<(String, std::net::IpAddr)>,
     login_per_ip: KeyedLimiter<std::net::IpAddr>,
+    /// Where each account logged in from (exempt from the account ceiling).
+    login_addresses: KnownAddresses,
     signup_per_ip: KeyedLimiter<std::net::IpAddr>,
     /// Direct channel of each ordered pair, so `to_user_id` sends skip the
     /// store lookup (a pair's direct channel never changes).
@@ -63,7 +68,9 @@ pub struct App {
     /// its length is the number of open sockets).
     pub connections: TaskTracker,
     /// Open sockets per client address.
-    ip_slots: gateway::IpSlots,
+    ip_slots: slots::IpSlots,
+    /// Sockets per client address that have not authenticated yet.
+    unauthenticated_slots: slots::IpSlots,
 }
 
 /// The backends a server runs on, chosen by whoever starts it.
@@ -90,11 +97,23 @@ impl App {
         self.request_limiter.check(&user)
     }
 
-    /// Logins are limited per client address and per account (so neither
-    /// one address nor many can guess one account's password quickly).
+    /// Logins are limited per client address, per account and address
+    /// (a guesser's budget), and per account from all addresses together
+    /// (many guessers), except from addresses the account logged in from
+    /// before: someone else's failures never cost the owner their login.
     pub fn check_login(&self, ip: std::net::IpAddr, username: &str) -> Result<(), chinwag_proto::WireError> {
+        let account = username.to_lowercase();
         self.login_per_ip.check(&ip)?;
-        self.login_per_account.check(&username.to_lowercase())
+        self.login_per_account_ip.check(&(account.clone(), ip))?;
+        if !self.login_addresses.contains(&account, ip) {
+            self.login_per_account.check(&account)?;
+        }
+        Ok(())
+    }
+
+    /// A login with the right password from `ip`.
+    pub fn login_succeeded(&self, ip: std::net::IpAddr, username: &str) {
+        self.login_addresses.remember(&username.to_lowercase(), ip);
     }
 
     pub fn new(backends: Backends, config: ServerConfig) -> Arc<App> {
@@ -104,6 +123,11 @@ impl App {
             typing_limiter: UserLimiter::new(config.typing_rate_per_s, config.typing_rate_per_s),
             request_limiter: UserLimiter::new(config.request_rate_per_s, config.request_burst),
             login_per_account: KeyedLimiter::per_minute(config.login_rate_per_account_per_min, config.login_rate_per_account_per_min),
+            login_per_account_ip: KeyedLimiter::per_minute(
+                config.login_rate_per_account_per_ip_per_min,
+                config.login_rate_per_account_per_ip_per_min,
+            ),
+            login_addresses: KnownAddresses::default(),
             login_per_ip: KeyedLimiter::per_minute(config.login_rate_per_ip_per_min, config.login_rate_per_ip_per_min),
             signup_per_ip: KeyedLimiter::per_minute(config.signup_rate_per_ip_per_min, config.signup_rate_per_ip_per_min),
             store,
@@ -118,7 +142,8 @@ impl App {
             direct_channels: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
-            ip_slots: gateway::IpSlots::default(),
+            ip_slots: slots::IpSlots::default(),
+            unauthenticated_slots: slots::IpSlots::default(),
         })
     }
 }
@@ -170,6 +195,16 @@ pub async fn serve(listener: Listening, app: Arc<App>) {
     app.persist_online_users().await;
 }
 
+/// Serves only `GET /metrics` on `listener` (`metrics_listen`), so the
+/// metrics need not be public, until the server shuts down.
+pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
+    let router = api::metrics_router().with_state(app.clone());
+    let shutdown = app.shutdown.clone();
+    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await {
+        tracing::error!(error = %e, "the metrics listener failed");
+    }
+}
+
 /// How often this gateway re-announces its load to discovery.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// Entries not re-announced within this time are dropped from discovery.
@@ -193,6 +228,7 @@ async fn housekeeping(app: Arc<App>) {
             app.typing_limiter.forget_idle();
             app.request_limiter.forget_idle();
             app.login_per_account.forget_idle();
+            app.login_per_account_ip.forget_idle();
             app.login_per_ip.forget_idle();
             app.signup_per_ip.forget_idle();
             app.persist_online_users().await;

@@ -36,6 +36,11 @@ pub struct Metrics {
     pub open_fds: Gauge,
     /// Resident memory of the process.
     pub resident_memory_bytes: Gauge,
+    /// Content-Security-Policy violations browsers reported for the web
+    /// client (an attempted injection, or a page the policy breaks).
+    pub csp_violations: Counter,
+    /// Push deliveries not tried because their target's breaker was open.
+    pub push_breaker_skips: Counter,
 }
 
 impl Default for Metrics {
@@ -46,6 +51,14 @@ impl Default for Metrics {
         let messages_stored = Counter::default();
         let messages_delivered = Counter::default();
         let slow_consumers_closed = Counter::default();
+        let csp_violations = Counter::default();
+        let push_breaker_skips = Counter::default();
+        registry.register("csp_violations", "Content-Security-Policy violations reported by browsers", csp_violations.clone());
+        registry.register(
+            "push_breaker_skips",
+            "Push deliveries put off because their target kept timing out",
+            push_breaker_skips.clone(),
+        );
         let latency = || Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
         let send_ack_seconds = latency();
         let store_commit_seconds = latency();
@@ -80,6 +93,8 @@ impl Default for Metrics {
             runtime_tasks,
             open_fds,
             resident_memory_bytes,
+            csp_violations,
+            push_breaker_skips,
             connections,
             users_online,
             messages_stored,

@@ -50,6 +50,41 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     }
 }
 
+/// Addresses each account logged in from, so a login from one of them is
+/// not held to the account-wide ceiling: whoever floods an account from
+/// elsewhere cannot lock its owner out. Bounded: a few addresses per
+/// account, a capped number of accounts (forgotten all at once when full,
+/// which only brings back the ceiling for a while).
+#[derive(Default)]
+pub struct KnownAddresses {
+    accounts: std::sync::Mutex<std::collections::HashMap<String, Vec<std::net::IpAddr>>>,
+}
+
+/// Addresses remembered per account (the oldest is forgotten first).
+const KNOWN_PER_ACCOUNT: usize = 8;
+/// Accounts remembered at most.
+const KNOWN_ACCOUNTS: usize = 100_000;
+
+impl KnownAddresses {
+    pub fn contains(&self, account: &str, ip: std::net::IpAddr) -> bool {
+        let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        accounts.get(account).is_some_and(|known| known.contains(&ip))
+    }
+
+    pub fn remember(&self, account: &str, ip: std::net::IpAddr) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        if accounts.len() >= KNOWN_ACCOUNTS && !accounts.contains_key(account) {
+            accounts.clear();
+        }
+        let known = accounts.entry(account.to_owned()).or_default();
+        known.retain(|&k| k != ip);
+        if known.len() >= KNOWN_PER_ACCOUNT {
+            known.remove(0);
+        }
+        known.push(ip);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +100,16 @@ mod tests {
         assert_eq!(err.code, ErrorCode::RateLimited);
         assert!(err.retry_after_ms.unwrap() > 0);
         limiter.check(&UserId(2)).unwrap();
+    }
+
+    #[test]
+    fn known_addresses_are_few_per_account() {
+        let known = KnownAddresses::default();
+        let ip = |n: u8| std::net::IpAddr::from([10, 0, 0, n]);
+        for n in 0..10 {
+            known.remember("alice", ip(n));
+        }
+        assert!(!known.contains("alice", ip(0)) && !known.contains("alice", ip(1)));
+        assert!(known.contains("alice", ip(9)) && !known.contains("bob", ip(9)));
     }
 }

@@ -3,6 +3,7 @@
 //! returning `(guard, store)`; the guard keeps temp resources alive.
 
 use crate::*;
+use chinwag_proto::validate::PAGE_MAX_BYTES;
 use chinwag_proto::{ChannelKind, MessageId, UserId};
 use std::sync::Arc;
 
@@ -78,11 +79,15 @@ pub async fn disabling_revokes_every_token(store: &dyn Store) {
     assert_eq!((listed[0].live_devices, listed[0].disabled_at), (2, None));
     assert_eq!(store.accounts(Some(a), 10).await.unwrap().len(), 1);
 
-    assert_eq!(store.active_user(a).await.unwrap().map(|u| u.id), Some(a));
+    let session_a = store.session(&[1]).await.unwrap().unwrap();
+    let session_b = store.session(&[3]).await.unwrap().unwrap();
+    assert_eq!(store.active_session(session_a).await.unwrap().map(|u| u.id), Some(a));
+    let foreign = Session { user_id: a, device_id: session_b.device_id };
+    assert!(store.active_session(foreign).await.unwrap().is_none(), "a device of another user");
     let revoked = store.set_disabled(a, true, 77).await.unwrap();
     assert_eq!(revoked.len(), 2);
-    assert!(store.active_user(a).await.unwrap().is_none());
-    assert!(store.active_user(b).await.unwrap().is_some());
+    assert!(store.active_session(session_a).await.unwrap().is_none());
+    assert!(store.active_session(session_b).await.unwrap().is_some());
     let account = store.account(a).await.unwrap().unwrap();
     assert_eq!((account.disabled_at, account.live_devices), (Some(77), 0));
     assert!(store.credentials("alice").await.unwrap().unwrap().disabled);
@@ -96,8 +101,13 @@ pub async fn disabling_revokes_every_token(store: &dyn Store) {
 
     assert!(store.set_disabled(a, false, 100).await.unwrap().is_empty());
     assert!(!store.credentials("alice").await.unwrap().unwrap().disabled);
-    assert!(store.active_user(a).await.unwrap().is_some());
+    assert!(store.active_session(session_a).await.unwrap().is_none(), "enabling does not bring old tokens back");
     assert!(store.session(&[1]).await.unwrap().is_none(), "enabling does not bring old tokens back");
+    store.create_device(NewDevice { user_id: a, name: None, token_hash: vec![5], created_at: 3 }).await.unwrap();
+    let fresh = store.session(&[5]).await.unwrap().unwrap();
+    assert!(store.active_session(fresh).await.unwrap().is_some());
+    store.revoke_device(fresh.device_id).await.unwrap();
+    assert!(store.active_session(fresh).await.unwrap().is_none(), "a logged-out device");
     assert!(matches!(store.set_disabled(UserId(999), true, 1).await, Err(StoreError::NotFound)));
 }
 
@@ -168,6 +178,18 @@ pub async fn message_ids_are_sequential_and_idempotent(store: &dyn Store) {
     assert!(matches!(
         store
             .append_message(NewMessage { channel_id: ch.id, sender_id: c, client_msg_id: "x".into(), text: "x".into(), created_at: 1 })
+            .await,
+        Err(StoreError::NotAMember)
+    ));
+    // Idempotency is scoped to the channel: the same key elsewhere is a
+    // new message there, and in a channel one is not in, nothing at all.
+    let (other, _) = store.direct_channel(a, c, 1).await.unwrap();
+    let elsewhere = send(store, other.id, a, "m1").await;
+    assert!(!elsewhere.duplicate);
+    assert_eq!((elsewhere.message.channel_id, elsewhere.message.message_id), (other.id, MessageId(1)));
+    assert!(matches!(
+        store
+            .append_message(NewMessage { channel_id: ch.id, sender_id: c, client_msg_id: "m1".into(), text: "x".into(), created_at: 1 })
             .await,
         Err(StoreError::NotAMember)
     ));
@@ -271,6 +293,47 @@ pub async fn history_pages(store: &dyn Store) {
     assert_eq!((ids(&around), around.has_more), (vec![3, 4, 5, 6], true));
     let edge = store.messages(ch.id, HistoryQuery::Around(MessageId(1)), 1, a).await.unwrap();
     assert_eq!((ids(&edge), edge.has_more), (vec![1], true));
+}
+
+/// However long the texts, a page stays within `PAGE_MAX_BYTES` (but
+/// always holds one message), and says there is more.
+pub async fn pages_stay_within_their_byte_budget(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
+    // Control characters take six bytes each once escaped in JSON.
+    let long = format!("@bob word {}", "\u{1}".repeat(99_000));
+    for i in 1..=6 {
+        store
+            .append_message(NewMessage { channel_id: ch.id, sender_id: a, client_msg_id: format!("p{i}"), text: long.clone(), created_at: 1 })
+            .await
+            .unwrap();
+    }
+    let size = |p: &[chinwag_proto::Message]| p.iter().map(chinwag_proto::pages::encoded_len).sum::<usize>();
+    let ids = |p: &Page| p.messages.iter().map(|m| m.message_id.0).collect::<Vec<_>>();
+    let latest = store.messages(ch.id, HistoryQuery::Latest, 200, a).await.unwrap();
+    assert!(latest.has_more && !latest.messages.is_empty());
+    assert!(size(&latest.messages) <= PAGE_MAX_BYTES, "latest page too big");
+    assert_eq!(ids(&latest).last(), Some(&6), "the newest are kept when paging back");
+    let forward = store.messages(ch.id, HistoryQuery::Range { after: Some(MessageId(0)), before: None }, 200, a).await.unwrap();
+    assert!(forward.has_more && size(&forward.messages) <= PAGE_MAX_BYTES);
+    assert_eq!(ids(&forward).first(), Some(&1), "the oldest are kept when paging forward");
+    let around = store.messages(ch.id, HistoryQuery::Around(MessageId(3)), 200, a).await.unwrap();
+    assert!(around.has_more && size(&around.messages) <= PAGE_MAX_BYTES && ids(&around).contains(&3));
+    let search = store
+        .search(b, SearchQuery { terms: vec!["word".into()], channel: None, before: None, limit: 100 })
+        .await
+        .unwrap();
+    assert!(!search.messages.is_empty() && size(&search.messages) <= PAGE_MAX_BYTES);
+    let next = search.next_before.expect("a cursor to continue from");
+    let rest = store
+        .search(b, SearchQuery { terms: vec!["word".into()], channel: None, before: Some(next), limit: 100 })
+        .await
+        .unwrap();
+    assert!(!rest.messages.is_empty());
+    assert!(rest.messages.iter().all(|m| !search.messages.contains(m)), "pages do not overlap");
+    let mentions = store.mentions(b, None, 100).await.unwrap();
+    assert!(!mentions.messages.is_empty() && size(&mentions.messages) <= PAGE_MAX_BYTES);
+    assert!(mentions.next_before.is_some());
 }
 
 pub async fn read_markers_only_move_forward(store: &dyn Store) {
@@ -436,6 +499,7 @@ macro_rules! store_contract_tests {
             case!(groups_and_members);
             case!(message_ids_are_sequential_and_idempotent);
             case!(history_pages);
+            case!(pages_stay_within_their_byte_budget);
             case!(read_markers_only_move_forward);
             case!(closed_store_refuses_work);
             case!(contacts_and_presence_audience);

@@ -38,10 +38,10 @@ pub trait Store: Send + Sync + 'static {
     /// Accounts with ids above `after`, ascending, for operators.
     async fn accounts(&self, after: Option<UserId>, limit: u32) -> Result<Vec<Account>, StoreError>;
     async fn account(&self, id: UserId) -> Result<Option<Account>, StoreError>;
-    /// The profile of an account that may be used: `None` when there is no
-    /// such user or it is disabled. Cheaper than [`Store::account`], for
-    /// the connect path.
-    async fn active_user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    /// The profile of a session that may still be used: `None` when its
+    /// device was revoked (logged out) or its account is disabled or gone.
+    /// Cheaper than [`Store::account`], for the connect path.
+    async fn active_session(&self, session: Session) -> Result<Option<User>, StoreError>;
     /// Disables an account (`true`) and revokes every token of it in the
     /// same write, returning the revoked devices so their sockets can be
     /// closed; or enables it again (`false`, returns none). `NotFound` when
@@ -83,8 +83,8 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_member(&self, id: ChannelId, user: UserId) -> Result<bool, StoreError>;
 
     /// Stores a message under the channel's next `message_id`, or returns the
-    /// original when `(sender, client_msg_id)` was seen before. `NotAMember`
-    /// when the sender is not in the channel.
+    /// original when `(channel, sender, client_msg_id)` was seen before.
+    /// `NotAMember` when the sender is not in the channel.
     ///
     /// Not an `async fn` on purpose: the write is queued when this is called,
     /// not when the future is first polled, so messages submitted one after

@@ -68,6 +68,11 @@ impl TestServer {
             .env("CHINWAG_SIGNUP_RATE_PER_IP_PER_MIN", "100000")
             .env("CHINWAG_LOGIN_RATE_PER_IP_PER_MIN", "100000")
             .env("CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_MIN", "100000")
+            .env("CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_IP_PER_MIN", "100000")
+            // Many test clients share 127.0.0.1 (storms, soaks); the
+            // per-address shares have tests of their own.
+            .env("CHINWAG_MAX_HTTP_CONNECTIONS_PER_IP", "100000")
+            .env("CHINWAG_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP", "100000")
             .env("CHINWAG_REQUEST_RATE_PER_S", "100000")
             .env("CHINWAG_REQUEST_BURST", "100000")
             .env("RUST_LOG", "warn")

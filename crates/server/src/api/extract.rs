@@ -18,10 +18,13 @@ impl<T: DeserializeOwned> FromRequest<Arc<App>> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<App>) -> Result<Self, Self::Rejection> {
-        Json::<T>::from_request(req, state)
-            .await
-            .map(|Json(v)| ApiJson(v))
-            .map_err(|e| ApiError(WireError::bad_request(e.body_text())))
+        Json::<T>::from_request(req, state).await.map(|Json(v)| ApiJson(v)).map_err(|e| {
+            if crate::http::is_body_timeout(&e) {
+                ApiError(WireError::new(chinwag_proto::ErrorCode::RequestTimeout, "the request body did not arrive in time"))
+            } else {
+                ApiError(WireError::bad_request(e.body_text()))
+            }
+        })
     }
 }
 
@@ -79,6 +82,7 @@ impl FromRequestParts<Arc<App>> for Auth {
 /// peer is a trusted reverse proxy (`trusted_proxies`), the nearest
 /// untrusted address in its `X-Forwarded-For`. Entries to the left of
 /// that one were written by the client itself and are never believed.
+/// An IPv6 client is keyed by its /64 (`slots::address_key`).
 pub struct ClientIp(pub std::net::IpAddr);
 
 impl FromRequestParts<Arc<App>> for ClientIp {
@@ -91,7 +95,8 @@ impl FromRequestParts<Arc<App>> for ClientIp {
             .map(|info| info.0.ip())
             .ok_or_else(WireError::internal)?;
         let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
-        Ok(ClientIp(client_ip(peer, forwarded, |ip| app.config.is_trusted_proxy(ip))))
+        let client = client_ip(peer, forwarded, |ip| app.config.is_trusted_proxy(ip));
+        Ok(ClientIp(crate::slots::address_key(client)))
     }
 }
 

@@ -17,7 +17,8 @@ pub use extract::{extract_bearer, ApiJson, ApiPath, ApiQuery, Auth, ClientIp};
 
 /// Every route of the server, WebSocket included.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let public_metrics = !app.config.metrics_separate;
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/users", post(users::signup).get(users::find_by_username))
         .route("/v1/users/me", get(users::me).patch(users::update_me))
@@ -38,15 +39,22 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/search", get(social::search))
         .route("/v1/mentions", get(social::mentions))
         .route("/v1/discovery", get(social::discovery))
-        .route("/metrics", get(social::metrics))
         .route("/v1/devices/current/push", put(social::set_push).delete(social::remove_push))
         .route("/v1/push/vapid-public-key", get(social::vapid_public_key))
         .route("/v1/channels/{id}/mute", put(social::mute))
         .route("/v1/ws", get(crate::gateway::upgrade))
-        .merge(crate::web::routes())
+        .merge(crate::web::routes());
+    let router = if public_metrics { router.merge(metrics_router()) } else { router };
+    router
         .fallback(|| async { ApiError(WireError::not_found("endpoint")) })
         .method_not_allowed_fallback(|| async {
             ApiError(WireError::bad_request("method not allowed on this endpoint"))
         })
+        .layer(axum::middleware::map_response(crate::web::protective_headers))
         .with_state(app)
+}
+
+/// `GET /metrics`: on the public listener, or alone on `metrics_listen`.
+pub fn metrics_router() -> Router<Arc<App>> {
+    Router::new().route("/metrics", get(social::metrics))
 }

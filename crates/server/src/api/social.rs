@@ -115,10 +115,8 @@ pub async fn search(
 ) -> Result<Json<Value>> {
     let limit = feed_limit(params.limit)?;
     let q = params.q.unwrap_or_default();
+    chinwag_proto::validate::search_query(&q)?;
     let terms: Vec<String> = q.split_whitespace().take(SEARCH_MAX_TERMS).map(str::to_owned).collect();
-    if terms.is_empty() || q.chars().count() > 500 {
-        return Err(ApiError(WireError::bad_request("q must hold 1 to 500 characters of search words")));
-    }
     let channel = params.channel_id.map(ChannelId);
     if let Some(channel) = channel {
         app.channel_for(session.user_id, channel).await?;
@@ -188,11 +186,12 @@ pub async fn set_push(
     super::ApiJson(target): super::ApiJson<crate::notifier::PushTarget>,
 ) -> Result<StatusCode> {
     let url = target.validate()?;
-    app.notifier
-        .addresses
-        .check_url(&url)
-        .await
-        .map_err(|why| ApiError(WireError::bad_request(format!("push target not allowed: {why}"))))?;
+    // One answer for every refusal: telling which address a name resolved
+    // to would make this endpoint a window into internal DNS.
+    app.notifier.addresses.check_url(&url).await.map_err(|why| {
+        tracing::info!(user = session.user_id.0, %why, "push target refused");
+        ApiError(WireError::bad_request("push target not allowed"))
+    })?;
     let json = serde_json::to_string(&target).map_err(|_| ApiError(WireError::internal()))?;
     app.store.set_push_target(session.device_id, session.user_id, json, chinwag_proto::now_ms()).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -31,9 +31,8 @@ pub async fn signup(
 ) -> Result<impl IntoResponse> {
     app.check_signup(ip)?;
     let username = validate::username(&body.username)?;
-    validate::password(&body.password)?;
-    let display_name = body.display_name.unwrap_or_else(|| username.clone());
-    validate::display_name(&display_name)?;
+    validate::password(&body.password, &username)?;
+    let display_name = validate::display_name(body.display_name.as_deref().unwrap_or(&username))?;
     let password_hash = auth::hash_password(body.password).await?;
     let user = app
         .store
@@ -72,6 +71,7 @@ pub async fn login(
     if !auth::verify_password(body.password, credentials.password_hash).await {
         return Err(bad_login());
     }
+    app.login_succeeded(ip, &body.username);
     // Told only to whoever knows the password.
     if credentials.disabled {
         return Err(ApiError(WireError::new(chinwag_proto::ErrorCode::Forbidden, "this account is disabled")));
@@ -123,8 +123,8 @@ pub async fn update_me(
     Auth(session): Auth,
     ApiJson(body): ApiJson<ProfilePatch>,
 ) -> Result<Json<serde_json::Value>> {
-    validate::display_name(&body.display_name)?;
-    let user = app.store.update_display_name(session.user_id, &body.display_name).await?;
+    let display_name = validate::display_name(&body.display_name)?;
+    let user = app.store.update_display_name(session.user_id, &display_name).await?;
     Ok(Json(json!({ "user": user })))
 }
 

@@ -8,6 +8,8 @@
 
 use super::cursor::Cursors;
 use crate::chat::SendTarget;
+use crate::guarded_io::{is_budget_spent, ReadBudget};
+use crate::slots::IpSlot;
 use crate::App;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use bytes::Bytes;
@@ -48,14 +50,26 @@ struct Connection {
     outgoing: Vec<Arc<Delivery>>,
 }
 
-pub(super) async fn run(app: Arc<App>, ws: WebSocket, session: Option<Session>) {
+/// What an anonymous socket holds until it authenticates: its read
+/// budget (lifted then) and its place among the address's anonymous
+/// sockets (given back then).
+pub(super) struct PreAuth {
+    pub budget: Arc<ReadBudget>,
+    pub slot: Option<IpSlot>,
+}
+
+pub(super) async fn run(app: Arc<App>, ws: WebSocket, session: Option<Session>, pre_auth: PreAuth) {
     let mut conn = Connection { app, ws, last_seen: Instant::now(), outgoing: Vec::new() };
-    let outcome = match session {
-        Some(session) => conn.serve(session).await,
-        None => match conn.authenticate().await {
-            Ok(session) => conn.serve(session).await,
-            Err(closing) => closing,
-        },
+    let authenticated = match session {
+        Some(session) => Ok(session),
+        None => conn.authenticate().await,
+    };
+    let PreAuth { budget, slot } = pre_auth;
+    budget.lift();
+    drop(slot);
+    let outcome = match authenticated {
+        Ok(session) => conn.serve(session).await,
+        Err(closing) => closing,
     };
     match outcome {
         Closing(Some((code, reason))) => {
@@ -240,16 +254,17 @@ impl Connection {
 
     async fn ready(&mut self, session: Session) -> Result<State, Closing> {
         let store = &self.app.store;
-        // Read after subscribing: an account disabled before this read is
-        // seen here, one disabled after it closes us through the bus.
+        // Read after subscribing: a device logged out (or an account
+        // disabled) before this read is seen here; after it, the bus
+        // event closes us. Either way no revoked token stays connected.
         let loaded = async {
-            let user = store.active_user(session.user_id).await?;
+            let user = store.active_session(session).await?;
             let channels = store.channels_of(session.user_id).await?;
             Ok::<_, chinwag_store::StoreError>((user, channels))
         };
         let (user, channels) = match loaded.await {
             Ok((Some(user), channels)) => (user, channels),
-            Ok((None, _)) => return Err(Closing(Some((POLICY, "account not found or disabled")))),
+            Ok((None, _)) => return Err(Closing(Some((POLICY, "token revoked or account disabled")))),
             Err(e) => {
                 let _ = self.write_error(&crate::error::store_error(e), None).await;
                 return Err(Closing(Some((TRY_AGAIN_LATER, "store unavailable"))));
@@ -503,6 +518,9 @@ fn classify_read_error(error: axum::Error) -> Closing {
     match error.into_inner().downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(_)) => Closing(Some((TOO_BIG, "frame too large"))),
         Some(tungstenite::Error::Utf8(_)) => Closing(Some((INVALID_DATA, "frame is not valid UTF-8"))),
+        Some(tungstenite::Error::Io(io)) if is_budget_spent(io) => {
+            Closing(Some((TOO_BIG, "too much data before authentication")))
+        }
         _ => Closing(None),
     }
 }

@@ -4,12 +4,10 @@
 
 mod connection;
 mod cursor;
-mod slots;
-
-pub use slots::IpSlots;
 
 use crate::api::{extract_bearer, ClientIp};
 use crate::error::ApiError;
+use crate::guarded_io::ReadBudget;
 use crate::App;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::State;
@@ -25,6 +23,9 @@ use std::sync::Arc;
 const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Bytes gathered before a write to the socket (a flush writes the rest).
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+/// Bytes a socket may send before it has authenticated: an `auth` frame
+/// and some pings, never a large frame for the server to buffer.
+const PRE_AUTH_BYTES: u64 = 8 * 1024;
 
 /// `GET /v1/ws`: upgrades to a WebSocket. A valid `Authorization` header
 /// authenticates at once; otherwise the first frame must be `auth`.
@@ -32,6 +33,7 @@ pub async fn upgrade(
     State(app): State<Arc<App>>,
     ClientIp(client): ClientIp,
     headers: HeaderMap,
+    budget: Option<axum::Extension<Arc<ReadBudget>>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = match ws {
@@ -62,6 +64,20 @@ pub async fn upgrade(
         },
         None => None,
     };
+    // An anonymous socket holds little until it authenticates: a small
+    // read budget, and one of few places per address.
+    let budget = budget.map(|b| b.0).unwrap_or_default();
+    let anonymous = match session {
+        Some(_) => None,
+        None => {
+            let max = app.config.max_unauthenticated_connections_per_ip;
+            let Some(slot) = app.unauthenticated_slots.take(client, max) else {
+                return ApiError(WireError::rate_limited(1_000)).into_response();
+            };
+            budget.allow(PRE_AUTH_BYTES);
+            Some(slot)
+        }
+    };
     ws.max_message_size(FRAME_MAX_BYTES)
         .max_frame_size(FRAME_MAX_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -69,7 +85,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             let tracker = app.connections.clone();
             tracker.track_future(async move {
-                connection::run(app, socket, session).await;
+                connection::run(app, socket, session, connection::PreAuth { budget, slot: anonymous }).await;
                 drop(slot);
             })
         })

@@ -46,13 +46,34 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || protocol_assignments)
 }
 
+/// Public IPv6, leaving out every form that embeds or tunnels to an IPv4
+/// address (the mapped form `::ffff:a.b.c.d` is checked as IPv4 by the
+/// caller): through them a name or literal could still reach a private
+/// IPv4 host.
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let s = ip.segments();
+    let first = s[0];
     let unique_local = (first & 0xfe00) == 0xfc00; // fc00::/7
     let link_local = (first & 0xffc0) == 0xfe80; // fe80::/10
-    let documentation = first == 0x2001 && ip.segments()[1] == 0x0db8; // 2001:db8::/32
-    let nat64 = first == 0x0064 && ip.segments()[1] == 0xff9b; // 64:ff9b::/96 embeds v4
-    !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || unique_local || link_local || documentation || nat64)
+    let documentation = first == 0x2001 && s[1] == 0x0db8; // 2001:db8::/32
+    let ipv4_compatible = s[..6] == [0; 6]; // ::a.b.c.d (deprecated), also :: and ::1
+    let siit = s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0; // ::ffff:0:a.b.c.d
+    let nat64 = first == 0x0064 && s[1] == 0xff9b && (s[2..6] == [0; 4] || s[2] == 1); // 64:ff9b::/96, 64:ff9b:1::/48
+    let six_to_four = first == 0x2002; // 2002::/16 embeds a.b.c.d
+    let teredo = first == 0x2001 && s[1] == 0; // 2001::/32 tunnels to IPv4
+    let discard = first == 0x0100 && s[1..4] == [0; 3]; // 100::/64
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || unique_local
+        || link_local
+        || documentation
+        || ipv4_compatible
+        || siit
+        || nat64
+        || six_to_four
+        || teredo
+        || discard)
 }
 
 /// The address of a URL whose host is an address literal.
@@ -139,6 +160,9 @@ mod tests {
             "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
             "255.255.255.255", "224.0.0.1", "198.18.0.1", "192.0.0.8", "::1", "::", "fc00::1", "fd12::1", "fe80::1",
             "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::7f00:1", "2001:db8::1",
+            // Forms that embed or tunnel to IPv4.
+            "::127.0.0.1", "::10.0.0.1", "::8.8.8.8", "::ffff:0:7f00:1", "2002:7f00:1::1", "2002:a00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2", "64:ff9b:1::a00:1", "100::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private} counted as public");
         }

@@ -319,8 +319,8 @@ impl Store for SqliteStore {
         self.read(move |c| queries::account(c, id)).await
     }
 
-    async fn active_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        self.read(move |c| queries::active_user(c, id)).await
+    async fn active_session(&self, session: Session) -> Result<Option<User>, StoreError> {
+        self.read(move |c| queries::active_session(c, session)).await
     }
 
     async fn set_disabled(&self, id: UserId, disabled: bool, now_ms: i64) -> Result<Vec<DeviceId>, StoreError> {

@@ -7,7 +7,7 @@ use crate::{
     Account, Appended, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
     Page, Session, StoreError,
 };
-use chinwag_proto::validate::GROUP_MAX_MEMBERS;
+use chinwag_proto::validate::{GROUP_MAX_MEMBERS, PAGE_MAX_BYTES};
 use chinwag_proto::{Channel, ChannelId, ChannelKind, DeviceId, Message, MessageId, User, UserId};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::{BTreeSet, HashMap};
@@ -115,10 +115,13 @@ pub fn account(c: &Connection, id: UserId) -> Result<Option<Account>> {
         .optional()?)
 }
 
-pub fn active_user(c: &Connection, id: UserId) -> Result<Option<User>> {
-    Ok(c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1 AND disabled_at IS NULL"))?
-        .query_row([id.0], user_from)
-        .optional()?)
+pub fn active_session(c: &Connection, session: Session) -> Result<Option<User>> {
+    Ok(c.prepare_cached(
+        "SELECT u.id, u.username, u.display_name, u.created_at FROM users u JOIN devices d ON d.user_id = u.id \
+         WHERE u.id = ?1 AND d.id = ?2 AND d.revoked_at IS NULL AND u.disabled_at IS NULL",
+    )?
+    .query_row(params![session.user_id.0, session.device_id.0], user_from)
+    .optional()?)
 }
 
 /// Disabling revokes every live token (and push target) in the same
@@ -343,11 +346,14 @@ pub fn remove_member(c: &Connection, id: ChannelId, user: UserId) -> Result<bool
     Ok(removed > 0)
 }
 
-fn message_by_client_id(c: &Connection, sender: UserId, client_msg_id: &str) -> Result<Option<Message>> {
+/// The message a sender stored in a channel under a `client_msg_id`:
+/// idempotency is scoped to the channel, so a key reused in another
+/// channel finds nothing here (and reveals nothing of that channel).
+fn message_by_client_id(c: &Connection, m: &NewMessage) -> Result<Option<Message>> {
     Ok(c.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLS} FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2"
+        "SELECT {MESSAGE_COLS} FROM messages WHERE channel_id = ?1 AND sender_id = ?2 AND client_msg_id = ?3"
     ))?
-    .query_row(params![sender.0, client_msg_id], message_from)
+    .query_row(params![m.channel_id.0, m.sender_id.0, m.client_msg_id], message_from)
     .optional()?)
 }
 
@@ -355,7 +361,7 @@ fn message_by_client_id(c: &Connection, sender: UserId, client_msg_id: &str) -> 
 /// channel's next id. Both happen inside the writer's transaction, so ids are
 /// allocated and committed in order with no gaps.
 pub fn append_message(c: &Connection, m: NewMessage) -> Result<Appended> {
-    if let Some(message) = message_by_client_id(c, m.sender_id, &m.client_msg_id)? {
+    if let Some(message) = message_by_client_id(c, &m)? {
         return Ok(Appended { message, duplicate: true, mentions: Vec::new() });
     }
     if !is_member(c, m.channel_id, m.sender_id)? {
@@ -411,10 +417,20 @@ struct Run {
     upper: i64,
     descending: bool,
     limit: u32,
+    budget: Budget,
+}
+
+/// Encoded bytes a run may hold (see `chinwag_proto::pages`).
+#[derive(Clone, Copy)]
+enum Budget {
+    /// A whole page: at least one message, so paging always moves.
+    Page(usize),
+    /// What another run of the same page left: possibly nothing.
+    Rest(usize),
 }
 
 fn message_run(c: &Connection, id: ChannelId, viewer: UserId, run: Run) -> Result<(Vec<Message>, bool)> {
-    let Run { lower, upper, descending, limit } = run;
+    let Run { lower, upper, descending, limit, budget } = run;
     let order = if descending { "DESC" } else { "ASC" };
     let mut messages: Vec<Message> = c
         .prepare_cached(&format!(
@@ -427,8 +443,17 @@ fn message_run(c: &Connection, id: ChannelId, viewer: UserId, run: Run) -> Resul
             |row| viewed_message_from(row).map(|(m, _)| m),
         )?
         .collect::<rusqlite::Result<_>>()?;
-    let more = messages.len() > limit as usize;
+    let mut more = messages.len() > limit as usize;
     messages.truncate(limit as usize);
+    more |= match budget {
+        Budget::Page(bytes) => chinwag_proto::pages::truncate_to_page(&mut messages, bytes),
+        Budget::Rest(bytes) => {
+            let fit = chinwag_proto::pages::fitting_in(&messages, bytes);
+            let cut = fit < messages.len();
+            messages.truncate(fit);
+            cut
+        }
+    };
     if descending {
         messages.reverse();
     }
@@ -436,24 +461,31 @@ fn message_run(c: &Connection, id: ChannelId, viewer: UserId, run: Run) -> Resul
 }
 
 pub fn messages(c: &Connection, id: ChannelId, query: HistoryQuery, limit: u32, viewer: UserId) -> Result<Page> {
-    let run = |lower, upper, descending, limit| message_run(c, id, viewer, Run { lower, upper, descending, limit });
+    let full = Budget::Page(PAGE_MAX_BYTES);
+    let run = |lower, upper, descending, limit, budget| {
+        message_run(c, id, viewer, Run { lower, upper, descending, limit, budget })
+    };
     let (messages, has_more) = match query {
-        HistoryQuery::Latest => run(0, i64::MAX, true, limit)?,
-        HistoryQuery::Before(before) => run(0, before.0, true, limit)?,
+        HistoryQuery::Latest => run(0, i64::MAX, true, limit, full)?,
+        HistoryQuery::Before(before) => run(0, before.0, true, limit, full)?,
         HistoryQuery::Range { after, before } => {
-            run(after.map_or(0, |m| m.0), before.map_or(i64::MAX, |m| m.0), false, limit)?
+            run(after.map_or(0, |m| m.0), before.map_or(i64::MAX, |m| m.0), false, limit, full)?
         }
         HistoryQuery::Around(center) => {
+            // The center and what follows first; older messages get the
+            // rest of the page's bytes.
             let older_limit = limit / 2;
+            let (newer, newer_more) = run(center.0 - 1, i64::MAX, false, limit - older_limit, full)?;
+            let used: usize = newer.iter().map(|m| chinwag_proto::pages::encoded_len(m) + 1).sum();
+            let rest = Budget::Rest(PAGE_MAX_BYTES.saturating_sub(used));
             let (mut older, older_more) = if older_limit > 0 {
-                run(0, center.0, true, older_limit)?
+                run(0, center.0, true, older_limit, rest)?
             } else {
                 let more = c
                     .prepare_cached("SELECT 1 FROM messages WHERE channel_id = ?1 AND message_id < ?2")?
                     .exists(params![id.0, center.0])?;
                 (Vec::new(), more)
             };
-            let (newer, newer_more) = run(center.0 - 1, i64::MAX, false, limit - older_limit)?;
             older.extend(newer);
             (older, older_more || newer_more)
         }
@@ -544,9 +576,15 @@ fn fts_query(terms: &[String]) -> String {
     format!("{}*", quoted.join(" "))
 }
 
-fn feed_page(rows: Vec<(Message, i64)>, limit: u32) -> FeedPage {
-    let next_before = if rows.len() > limit as usize { rows.get(limit as usize - 1).map(|(_, r)| *r) } else { None };
-    FeedPage { messages: rows.into_iter().take(limit as usize).map(|(m, _)| m).collect(), next_before }
+/// The first `limit` rows (newest first) that fit in a page, with the
+/// cursor to continue from when more may follow.
+fn feed_page(mut rows: Vec<(Message, i64)>, limit: u32) -> FeedPage {
+    let mut more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let (mut messages, cursors): (Vec<Message>, Vec<i64>) = rows.into_iter().unzip();
+    more |= chinwag_proto::pages::truncate_to_page(&mut messages, PAGE_MAX_BYTES);
+    let next_before = if more { cursors.get(messages.len().wrapping_sub(1)).copied() } else { None };
+    FeedPage { messages, next_before }
 }
 
 pub fn search(c: &Connection, viewer: UserId, q: &SearchQuery) -> Result<FeedPage> {

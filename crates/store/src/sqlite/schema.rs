@@ -106,6 +106,9 @@ CREATE TABLE push_outbox (
 CREATE INDEX push_outbox_due ON push_outbox(due_at);
 "#, r#"
 ALTER TABLE users ADD COLUMN disabled_at INTEGER;
+"#, r#"
+DROP INDEX messages_idempotency;
+CREATE UNIQUE INDEX messages_idempotency ON messages(channel_id, sender_id, client_msg_id);
 "#];
 
 fn pragmas(conn: &Connection) -> Result<(), StoreError> {
@@ -118,11 +121,31 @@ fn pragmas(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Makes the database and its WAL and shared-memory files readable by
+/// their owner only, whatever the umask: they hold every message and
+/// password hash. SQLite gives the WAL and SHM files the database file's
+/// mode when it creates them, so the database file is created 0600 first.
+fn restrict_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e: std::io::Error| StoreError::Backend(Box::new(e));
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(io)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The one write connection; creates and migrates the database.
 pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(Box::new(e)))?;
     }
+    restrict_files(path)?;
     let conn = Connection::open(path)?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -174,6 +197,10 @@ pub(super) fn backup(source: &Path, dest: &Path) -> Result<BackupInfo, StoreErro
     conn.execute("VACUUM INTO ?1", [target])?;
     drop(conn);
     let file = std::fs::File::open(&partial).map_err(io)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
     file.sync_all().map_err(io)?;
     let bytes = file.metadata().map_err(io)?.len();
     let linked = std::fs::hard_link(&partial, dest);
