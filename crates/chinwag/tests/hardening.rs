@@ -71,7 +71,8 @@ async fn connections_are_capped_per_server_per_address_and_per_user() {
 #[tokio::test]
 async fn logins_and_signups_are_rate_limited() {
     let server = TestServer::start_with(&[
-        "--login-rate-per-account-per-min", "3", "--signup-rate-per-ip-per-min", "2", "--login-rate-per-ip-per-min", "5",
+        "--login-rate-per-account-per-min", "3", "--login-rate-per-account-per-ip-per-min", "3",
+        "--signup-rate-per-ip-per-min", "2", "--login-rate-per-ip-per-min", "5",
     ]);
     let signup = |name: &'static str| server.call("POST", "/v1/users", None, Some(json!({"username": name, "password": PASSWORD})));
     assert_eq!(signup("alice").await.0, 201);
