@@ -67,6 +67,9 @@ pub struct Settings {
     /// Characters of message text in a notification.
     #[arg(long, env = "CHINWAG_PUSH_PREVIEW_CHARS")]
     pub push_preview_chars: Option<usize>,
+    /// Time one push request may take.
+    #[arg(long, env = "CHINWAG_PUSH_TIMEOUT_MS")]
+    pub push_timeout_ms: Option<u64>,
     /// Allow push targets on private and local addresses (true/false).
     #[arg(long, env = "CHINWAG_PUSH_PRIVATE_TARGETS")]
     pub push_private_targets: Option<bool>,
@@ -147,7 +150,7 @@ impl Settings {
             self, lower, listen, data_dir, heartbeat_interval_ms, heartbeat_timeout_ms,
             auth_timeout_ms, outbound_queue_frames, write_timeout_ms, send_rate_per_s,
             send_burst, typing_rate_per_s, request_rate_per_s, request_burst, gap_fill_delay_ms, presence_offline_grace_ms,
-            public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, push_private_targets, vapid_subject,
+            public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, push_timeout_ms, push_private_targets, vapid_subject,
             max_connections, max_connections_per_ip, max_connections_per_user,
             max_http_connections, max_http_connections_per_ip, max_unauthenticated_connections_per_ip,
             http_header_timeout_ms, http_body_timeout_ms, http_body_min_bytes_per_s, max_channels_per_user,
@@ -213,6 +216,7 @@ impl Settings {
             push_coalesce_ms: self.push_coalesce_ms.unwrap_or(d.push_coalesce_ms),
             push_retry_base_ms: self.push_retry_base_ms.unwrap_or(d.push_retry_base_ms),
             push_preview_chars: self.push_preview_chars.unwrap_or(d.push_preview_chars),
+            push_timeout_ms: self.push_timeout_ms.unwrap_or(d.push_timeout_ms),
             push_private_targets: self.push_private_targets.unwrap_or(d.push_private_targets),
             vapid_subject: self.vapid_subject.clone().unwrap_or(d.vapid_subject),
             max_connections: self.max_connections.unwrap_or(d.max_connections),

@@ -82,8 +82,14 @@ async fn register(server: &TestServer, token: &str, target: Value) {
     assert_eq!(s, 204, "{b}");
 }
 
+/// Verifies a webhook as a receiver should: the MAC over
+/// "<timestamp>.<body>" under the target's key, and a recent timestamp.
 fn webhook_body(hit: &Hit, secret: &str) -> Value {
+    let timestamp = hit.headers["x-chinwag-timestamp"].to_str().unwrap();
+    let sent_at: i64 = timestamp.parse().unwrap();
+    assert!((chinwag_proto::now_ms() - sent_at).abs() < 5 * 60 * 1000, "timestamp out of the replay window");
     let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
     mac.update(&hit.body);
     let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     assert_eq!(hit.headers["x-chinwag-signature"].to_str().unwrap(), expected, "HMAC must verify");
@@ -293,12 +299,19 @@ async fn private_push_targets_are_refused_by_default() {
         format!("http://[::1]:{port}/hook"),
         "http://169.254.169.254/latest/meta-data".to_string(),
         "http://10.0.0.1/hook".to_string(),
+        // IPv6 forms that embed an IPv4 address.
+        format!("http://[::127.0.0.1]:{port}/hook"),
+        format!("http://[::ffff:0:7f00:1]:{port}/hook"),
+        format!("http://[2002:7f00:1::1]:{port}/hook"),
+        format!("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]:{port}/hook"),
+        format!("http://[64:ff9b::7f00:1]:{port}/hook"),
     ] {
         let (s, b) = server
             .call("PUT", "/v1/devices/current/push", Some(&bob.token), Some(json!({"kind": "webhook", "url": url})))
             .await;
         assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad_request")), "{url}: {b}");
-        assert!(b["error"]["message"].as_str().unwrap().contains("not allowed"), "{b}");
+        // One answer for every refusal: nothing about what a name resolved to.
+        assert_eq!(b["error"]["message"], "push target not allowed", "{url}: {b}");
     }
 
     // A target registered while the operator allowed private ones is not
@@ -313,4 +326,89 @@ async fn private_push_targets_are_refused_by_default() {
     assert_eq!(a.send_text(channel, "p1", "anyone home?").await["type"], "ack");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(receiver.count(), 0, "pushed to a private address");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_without_a_key_get_one_of_their_own() {
+    let server = TestServer::start_with(FAST);
+    let receiver = Receiver::start().await;
+    let (alice, bob, channel) = server.alice_and_bob().await;
+    let carol = server.user("carol").await;
+    let carol_channel = server.direct(&alice, &carol).await;
+    for who in [&bob, &carol] {
+        register(&server, &who.token, json!({"kind": "webhook", "url": format!("{}/{}", receiver.url, who.name)})).await;
+    }
+    let mut keys = Vec::new();
+    for who in [&bob, &carol] {
+        let (status, body) = server.get("/v1/devices/current/push", &who.token).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["target"]["kind"], "webhook");
+        keys.push(body["target"]["secret"].as_str().expect("a key was made").to_string());
+    }
+    let (bob_key, carol_key) = (keys[0].clone(), keys[1].clone());
+    assert!(bob_key.len() >= 32 && bob_key != carol_key, "each target has its own key");
+    let (mut a, _) = server.connect(&alice.token).await;
+    a.send_text(channel, "k1", "for bob").await;
+    a.send_text(carol_channel, "k2", "for carol").await;
+    let hits = receiver.expect(2, Duration::from_millis(300)).await;
+    for hit in &hits {
+        let note: Value = serde_json::from_slice(&hit.body).unwrap();
+        let key = if note["recipient_id"] == bob.id { &bob_key } else { &carol_key };
+        webhook_body(hit, key);
+    }
+    // Nobody else reads a device's key, and a device without a target has none.
+    let (status, _) = server.get("/v1/devices/current/push", &alice.token).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_never_answers_delays_nobody_else() {
+    let mut args = FAST.to_vec();
+    args.extend(["--push-timeout-ms", "1500"]);
+    let server = TestServer::start_with(&args);
+    // A host that accepts connections and never answers.
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging_url = format!("http://{}", hanging.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hanging.accept().await {
+            held.push(socket);
+        }
+    });
+    let receiver = Receiver::start().await;
+    let alice = server.user("alice").await;
+    let mut victims = Vec::new();
+    for n in 0..4 {
+        let user = server.user(&format!("stuck{n}")).await;
+        register(&server, &user.token, json!({"kind": "webhook", "url": format!("{hanging_url}/{n}"), "secret": "k"})).await;
+        victims.push(server.direct(&alice, &user).await);
+    }
+    let bob = server.user("bob").await;
+    register(&server, &bob.token, json!({"kind": "webhook", "url": format!("{}/bob", receiver.url), "secret": "k"})).await;
+    let bob_channel = server.direct(&alice, &bob).await;
+    let (mut a, _) = server.connect(&alice.token).await;
+    for round in 0..3 {
+        for (n, channel) in victims.iter().enumerate() {
+            a.send_text(*channel, &format!("s{round}-{n}"), "into the void").await;
+        }
+        a.send_text(bob_channel, &format!("b{round}"), "hello bob").await;
+        let sent = std::time::Instant::now();
+        receiver.expect(round + 1, Duration::ZERO).await;
+        // Bob's notification goes out after the coalescing delay (400 ms),
+        // not after the hanging host's timeout.
+        assert!(sent.elapsed() < Duration::from_millis(1400), "round {round}: bob waited {:?}", sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+    }
+    // The hanging host kept failing: its breaker opened and its
+    // notifications now wait without tying up requests.
+    let metrics = server.call("GET", "/metrics", None, None).await.1;
+    let skips: f64 = metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("chinwag_push_breaker_skips_total "))
+        .expect("the breaker metric")
+        .parse()
+        .unwrap();
+    assert!(skips > 0.0, "the breaker never opened");
 }

@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub push_retry_base_ms: u64,
     /// Characters of message text in a notification.
     pub push_preview_chars: usize,
+    /// How long one push request may take before it counts as failed
+    /// (and towards its host's breaker).
+    pub push_timeout_ms: u64,
     /// Let push targets be on private and local addresses (receivers on
     /// the operator's own network); off, only public addresses are
     /// reached, so users cannot aim the server at internal hosts.
@@ -119,6 +122,7 @@ impl Default for ServerConfig {
             push_coalesce_ms: 1_000,
             push_retry_base_ms: 1_000,
             push_preview_chars: 100,
+            push_timeout_ms: 5_000,
             push_private_targets: false,
             vapid_subject: "mailto:admin@localhost".into(),
             max_connections: 18_000,
@@ -158,6 +162,7 @@ impl ServerConfig {
             ("request_rate_per_s", self.request_rate_per_s.into()),
             ("request_burst", self.request_burst.into()),
             ("push_retry_base_ms", self.push_retry_base_ms),
+            ("push_timeout_ms", self.push_timeout_ms),
             ("max_connections", self.max_connections as u64),
             ("max_connections_per_ip", self.max_connections_per_ip as u64),
             ("max_http_connections", self.max_http_connections as u64),

@@ -4,7 +4,7 @@
 
 use crate::*;
 use chinwag_proto::validate::PAGE_MAX_BYTES;
-use chinwag_proto::{ChannelKind, MessageId, UserId};
+use chinwag_proto::{ChannelKind, DeviceId, MessageId, UserId};
 use std::sync::Arc;
 
 pub async fn user(store: &dyn Store, name: &str) -> UserId {
@@ -430,6 +430,8 @@ pub async fn push_outbox_coalesces_and_retries(store: &dyn Store) {
     assert!(store.push_recipients(group.id, a).await.unwrap().is_empty());
     store.set_push_target(b_dev, b, "{\"kind\":\"webhook\"}".into(), 1).await.unwrap();
     store.set_push_target(c_dev, c, "{\"kind\":\"webhook\"}".into(), 1).await.unwrap();
+    assert_eq!(store.push_target(b_dev).await.unwrap().as_deref(), Some("{\"kind\":\"webhook\"}"));
+    assert_eq!(store.push_target(DeviceId(999)).await.unwrap(), None);
     let recipients = store.push_recipients(group.id, a).await.unwrap();
     assert_eq!(recipients, vec![PushRecipient { user_id: b, device_id: b_dev }, PushRecipient { user_id: c, device_id: c_dev }]);
     assert_eq!(store.push_recipients(group.id, b).await.unwrap().len(), 1, "not the sender");

@@ -134,6 +134,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Registers (or replaces) a device's push target (opaque JSON).
     async fn set_push_target(&self, device: DeviceId, user: UserId, target: String, now_ms: i64) -> Result<(), StoreError>;
+    /// A device's push target (opaque JSON), if it registered one.
+    async fn push_target(&self, device: DeviceId) -> Result<Option<String>, StoreError>;
     /// Unregisters a device's push target and drops its queued pushes.
     async fn remove_push_target(&self, device: DeviceId) -> Result<(), StoreError>;
     /// Mutes or unmutes a channel for a member (`NotAMember` otherwise).

@@ -39,7 +39,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/search", get(social::search))
         .route("/v1/mentions", get(social::mentions))
         .route("/v1/discovery", get(social::discovery))
-        .route("/v1/devices/current/push", put(social::set_push).delete(social::remove_push))
+        .route("/v1/devices/current/push", put(social::set_push).get(social::get_push).delete(social::remove_push))
         .route("/v1/push/vapid-public-key", get(social::vapid_public_key))
         .route("/v1/channels/{id}/mute", put(social::mute))
         .route("/v1/ws", get(crate::gateway::upgrade))

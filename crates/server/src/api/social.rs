@@ -192,9 +192,17 @@ pub async fn set_push(
         tracing::info!(user = session.user_id.0, %why, "push target refused");
         ApiError(WireError::bad_request("push target not allowed"))
     })?;
-    let json = serde_json::to_string(&target).map_err(|_| ApiError(WireError::internal()))?;
+    let json = serde_json::to_string(&target.with_own_secret()).map_err(|_| ApiError(WireError::internal()))?;
     app.store.set_push_target(session.device_id, session.user_id, json, chinwag_proto::now_ms()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This device's push target as registered, with its webhook key (made
+/// by the server when the registration brought none).
+pub async fn get_push(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<Value>> {
+    let stored = app.store.push_target(session.device_id).await?.ok_or_else(|| ApiError(WireError::not_found("push target")))?;
+    let target: Value = serde_json::from_str(&stored).map_err(|_| ApiError(WireError::internal()))?;
+    Ok(Json(json!({ "target": target })))
 }
 
 pub async fn remove_push(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<StatusCode> {

@@ -10,24 +10,18 @@
 //! other notifications, never messages.
 
 pub mod addresses;
+mod delivery;
 pub mod webhook;
 pub mod webpush;
 
 use crate::App;
 use async_trait::async_trait;
 use chinwag_proto::{Message, WireError};
-use chinwag_store::{OutboxItem, PushItem};
+use chinwag_store::PushItem;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Deliveries tried before a notification is given up.
-const MAX_ATTEMPTS: u32 = 10;
-/// Longest wait between two tries.
-const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-/// Due notifications sent per round (concurrently).
-const ROUND: u32 = 64;
 
 /// Where a device wants its notifications (`PUT /v1/devices/current/push`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +30,9 @@ pub enum PushTarget {
     /// POST a signed JSON payload to `url`.
     Webhook {
         url: String,
-        /// HMAC key for this target; the server's own when absent.
+        /// HMAC key for this target; the server makes one when a
+        /// registration brings none (the owner reads it back with
+        /// `GET /v1/devices/current/push`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secret: Option<String>,
     },
@@ -57,6 +53,14 @@ impl PushTarget {
             PushTarget::Webhook { url, .. } => url,
             PushTarget::Webpush { endpoint, .. } => endpoint,
         }
+    }
+
+    /// Gives a webhook without a key one of its own.
+    pub fn with_own_secret(mut self) -> PushTarget {
+        if let PushTarget::Webhook { secret: secret @ None, .. } = &mut self {
+            *secret = Some(webhook::new_secret());
+        }
+        self
     }
 
     /// Checks a registration's form before it is stored; the parsed URL.
@@ -91,11 +95,11 @@ pub enum PushError {
     Retry(String),
 }
 
-/// Sends a provider's request (10 s at most) and maps the answer: 2xx is
-/// done, 404/410 means the target is gone, anything else is retried.
+/// Sends a provider's request and maps the answer: 2xx is done, 404/410
+/// means the target is gone, anything else is retried. (The deliverer
+/// bounds the time; see `delivery`.)
 pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<(), PushError> {
     let response = request
-        .timeout(Duration::from_secs(10))
         .send()
         .await
         .map_err(|e| PushError::Retry(e.to_string()))?;
@@ -130,7 +134,8 @@ pub struct Notification {
     pub count: u32,
 }
 
-/// The providers, and the queue from the message path.
+/// The providers, the queue from the message path, and the deliveries
+/// under way.
 pub struct Notifier {
     /// Which addresses push requests may reach.
     pub addresses: addresses::AddressPolicy,
@@ -138,18 +143,26 @@ pub struct Notifier {
     pub webpush: webpush::WebPushPusher,
     queue: mpsc::Sender<Message>,
     queued: std::sync::Mutex<Option<mpsc::Receiver<Message>>>,
+    deliveries: delivery::Deliveries,
 }
 
 impl Notifier {
-    pub fn new(vapid: Arc<webpush::VapidKeys>, webhook_secret: Vec<u8>, addresses: addresses::AddressPolicy) -> Notifier {
+    /// `legacy_webhook_secret` signs only webhooks registered before each
+    /// got a key of its own.
+    pub fn new(
+        vapid: Arc<webpush::VapidKeys>,
+        legacy_webhook_secret: Vec<u8>,
+        addresses: addresses::AddressPolicy,
+    ) -> Notifier {
         let http = addresses::push_client(addresses);
         let (queue, rx) = mpsc::channel(10_000);
         Notifier {
             addresses,
-            webhook: webhook::WebhookPusher { http: http.clone(), default_secret: webhook_secret },
+            webhook: webhook::WebhookPusher { http: http.clone(), legacy_secret: legacy_webhook_secret },
             webpush: webpush::WebPushPusher { http, vapid },
             queue,
             queued: std::sync::Mutex::new(Some(rx)),
+            deliveries: delivery::Deliveries::default(),
         }
     }
 
@@ -215,6 +228,7 @@ impl App {
             }
         }
         enqueuer.abort();
+        self.notifier.deliveries.finish().await;
     }
 
     /// One outbox entry per device of each member with no connected device.
@@ -249,65 +263,5 @@ impl App {
             .collect();
         let due = chinwag_proto::now_ms() + self.config.push_coalesce_ms as i64;
         self.store.queue_pushes(items, due).await
-    }
-
-    /// Sends one round of due notifications and records each outcome.
-    async fn deliver_due(&self) {
-        let due = match self.store.due_pushes(chinwag_proto::now_ms(), ROUND).await {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the push outbox failed");
-                return;
-            }
-        };
-        let sends = due.into_iter().map(|item| async move {
-            let outcome = self.deliver(&item).await;
-            (item, outcome)
-        });
-        for (item, outcome) in futures_util::future::join_all(sends).await {
-            let recorded = match outcome {
-                Ok(()) => self.store.push_delivered(item.id, item.version).await,
-                Err(PushError::Gone(why)) => {
-                    tracing::info!(device = item.device_id.0, %why, "push target gone; unregistered");
-                    self.store.remove_push_target(item.device_id).await
-                }
-                Err(PushError::Retry(why)) if item.attempts + 1 >= MAX_ATTEMPTS => {
-                    tracing::warn!(device = item.device_id.0, %why, "giving up a push notification");
-                    self.store.push_dropped(item.id).await
-                }
-                Err(PushError::Retry(why)) => {
-                    tracing::debug!(device = item.device_id.0, %why, attempts = item.attempts + 1, "push failed; will retry");
-                    let due = chinwag_proto::now_ms() + self.backoff(item.attempts).as_millis() as i64;
-                    self.store.push_retry(item.id, item.attempts + 1, due).await
-                }
-            };
-            if let Err(e) = recorded {
-                tracing::warn!(error = %e, "recording a push outcome failed");
-            }
-        }
-    }
-
-    async fn deliver(&self, item: &OutboxItem) -> Result<(), PushError> {
-        let target: PushTarget =
-            serde_json::from_str(&item.target).map_err(|e| PushError::Gone(format!("unreadable target: {e}")))?;
-        let mut note: Notification =
-            serde_json::from_str(&item.payload).map_err(|e| PushError::Gone(format!("unreadable payload: {e}")))?;
-        note.count = item.count;
-        let payload = serde_json::to_vec(&note).map_err(|e| PushError::Gone(e.to_string()))?;
-        // Names are checked as they resolve; address literals here.
-        let url = reqwest::Url::parse(target.url()).map_err(|e| PushError::Gone(e.to_string()))?;
-        if let Some(ip) = addresses::literal_ip(&url).filter(|ip| !self.notifier.addresses.allows(*ip)) {
-            return Err(PushError::Gone(format!("{ip} is a private or local address")));
-        }
-        self.notifier.pusher(&target).push(&target, &payload).await
-    }
-
-    /// Exponential backoff, jittered between half and all of
-    /// base × 2^attempts (so retries of many targets spread out).
-    fn backoff(&self, attempts: u32) -> Duration {
-        let cap = Duration::from_millis(self.config.push_retry_base_ms)
-            .saturating_mul(1 << attempts.min(20))
-            .min(MAX_BACKOFF);
-        cap.mul_f64(0.5 + rand::random::<f64>() / 2.0)
     }
 }

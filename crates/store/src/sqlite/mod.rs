@@ -451,6 +451,10 @@ impl Store for SqliteStore {
         self.write(move |c| queries::set_push_target(c, device, user, &target, now_ms)).await
     }
 
+    async fn push_target(&self, device: DeviceId) -> Result<Option<String>, StoreError> {
+        self.read(move |c| queries::push_target(c, device)).await
+    }
+
     async fn remove_push_target(&self, device: DeviceId) -> Result<(), StoreError> {
         self.write(move |c| queries::remove_push_target(c, device)).await
     }

@@ -658,6 +658,12 @@ pub fn set_push_target(c: &Connection, device: DeviceId, user: UserId, target: &
     Ok(())
 }
 
+pub fn push_target(c: &Connection, device: DeviceId) -> Result<Option<String>> {
+    Ok(c.prepare_cached("SELECT target FROM push_targets WHERE device_id = ?1")?
+        .query_row([device.0], |row| row.get(0))
+        .optional()?)
+}
+
 pub fn remove_push_target(c: &Connection, device: DeviceId) -> Result<()> {
     c.prepare_cached("DELETE FROM push_targets WHERE device_id = ?1")?.execute([device.0])?;
     c.prepare_cached("DELETE FROM push_outbox WHERE device_id = ?1")?.execute([device.0])?;
