@@ -56,9 +56,18 @@ async function user(id) {
   return state.users.get(id);
 }
 
+// Display names are free text, so two people can pick the same one (or
+// one can pick another's): where a name is shared, `@username`, which is
+// unique, is shown beside it.
 function knownName(id) {
   const u = state.users.get(id);
-  return u && !(u instanceof Promise) ? (u.display_name || u.username) : `user ${id}`;
+  if (!u || u instanceof Promise) return `user ${id}`;
+  const name = u.display_name || u.username;
+  const key = name.toLowerCase();
+  const others = [...state.users.values()].filter((o) => o && !(o instanceof Promise) && o.id !== id);
+  if (state.me && state.me.id !== id) others.push(state.me);
+  const shared = others.some((o) => (o.display_name || '').toLowerCase() === key || o.username === key);
+  return shared ? `${name} (@${u.username})` : name;
 }
 
 // ---------- persistence of unsent messages ----------

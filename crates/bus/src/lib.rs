@@ -14,7 +14,7 @@ pub use discovery::{Discovery, GatewayInfo, LocalDiscovery};
 pub use registry::{Registry, Subscription};
 
 use bytes::Bytes;
-use chinwag_proto::{Channel, ChannelId, DeviceId, Message, MessageId, PresenceStatus, UserId};
+use chinwag_proto::{Channel, Invitation, ChannelId, DeviceId, Message, MessageId, PresenceStatus, UserId};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
 
@@ -33,6 +33,8 @@ pub enum Event {
     Channel { channel: Channel },
     /// The addressed user left or was removed.
     ChannelRemoved { channel_id: ChannelId },
+    /// The addressed user was invited back into a group they had left.
+    Invitation { invitation: Invitation },
     /// A user came online or went offline.
     Presence { user_id: UserId, status: PresenceStatus, last_active_at: Option<i64> },
     /// A device's token was revoked: its connections must close.

@@ -365,3 +365,119 @@ async fn metrics_can_live_on_a_listener_of_their_own() {
     let (status, _) = public.call("GET", "/metrics", None, None).await;
     assert_eq!(status, 200, "public by default");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_left_a_group_is_invited_back_not_added() {
+    let server = TestServer::start();
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let group = server.group(&alice, &[&bob]).await;
+    let (mut b, _) = server.connect(&bob.token).await;
+    let (status, _) = server.call("DELETE", &format!("/v1/channels/{group}/members/{}", bob.id), Some(&bob.token), None).await;
+    assert_eq!(status, 204);
+    b.next_of("channel_removed").await;
+    // Alice cannot put him back; she invites him.
+    let (status, body) = server.post(&format!("/v1/channels/{group}/members"), &alice.token, json!({"user_id": bob.id})).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["invitation"]["channel_id"], group);
+    let invited = b.next_of("invitation").await;
+    assert_eq!((invited["invitation"]["channel_id"].as_i64(), invited["invitation"]["invited_by"].as_i64()), (Some(group), Some(alice.id)));
+    assert_eq!(server.get(&format!("/v1/channels/{group}"), &bob.token).await.0, 404, "not a member until he accepts");
+    let (_, list) = server.get("/v1/invitations", &bob.token).await;
+    assert_eq!(list["invitations"].as_array().unwrap().len(), 1);
+    // He accepts and is in again; declining works the same way.
+    let (status, body) = server.call("POST", &format!("/v1/invitations/{group}"), Some(&bob.token), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["channel"]["member_ids"].as_array().unwrap().contains(&json!(bob.id)));
+    assert_eq!(b.next_of("channel").await["channel"]["id"], group);
+    server.call("DELETE", &format!("/v1/channels/{group}/members/{}", bob.id), Some(&bob.token), None).await;
+    server.post(&format!("/v1/channels/{group}/members"), &alice.token, json!({"user_id": bob.id})).await;
+    assert_eq!(server.call("DELETE", &format!("/v1/invitations/{group}"), Some(&bob.token), None).await.0, 204);
+    assert_eq!(server.call("POST", &format!("/v1/invitations/{group}"), Some(&bob.token), None).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_user_cannot_message_add_or_watch_the_blocker() {
+    let server = TestServer::start_with(&["--presence-offline-grace-ms", "100"]);
+    let (alice, bob, channel) = server.alice_and_bob().await;
+    let mallory = server.user("mallory").await;
+    let (status, _) = server.call("PUT", &format!("/v1/blocks/{}", mallory.id), Some(&alice.token), None).await;
+    assert_eq!(status, 204);
+    let (_, list) = server.get("/v1/blocks", &alice.token).await;
+    assert_eq!(list["blocks"][0]["id"], mallory.id);
+    let forbidden = |(status, body): (u16, serde_json::Value)| {
+        assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+    };
+    forbidden(server.post("/v1/channels/direct", &mallory.token, json!({"user_id": alice.id})).await);
+    forbidden(server.post("/v1/channels", &mallory.token, json!({"name": "trap", "member_ids": [alice.id]})).await);
+    let trap = server.group(&mallory, &[&bob]).await;
+    forbidden(server.post(&format!("/v1/channels/{trap}/members"), &mallory.token, json!({"user_id": alice.id})).await);
+    let (mut m, _) = server.connect(&mallory.token).await;
+    m.send(json!({"type": "send", "client_msg_id": "x", "to_user_id": alice.id, "text": "hi"})).await;
+    assert_eq!(m.next_of("error").await["code"], "forbidden");
+    // Presence: Mallory shares a group with Bob, but sees nothing of Alice.
+    let (mut a, _) = server.connect(&alice.token).await;
+    let (_, presence) = server.get(&format!("/v1/presence?user_ids={}", alice.id), &mallory.token).await;
+    assert_eq!((presence["presence"][0]["status"].as_str(), presence["presence"][0]["last_active_at"].is_null()), (Some("offline"), true));
+    // A block between people who talk already stops their direct channel.
+    server.call("PUT", &format!("/v1/blocks/{}", alice.id), Some(&bob.token), None).await;
+    assert_eq!(a.send_text(channel, "blocked", "hello?").await["code"], "forbidden");
+    server.call("DELETE", &format!("/v1/blocks/{}", alice.id), Some(&bob.token), None).await;
+    assert_eq!(a.send_text(channel, "unblocked", "hello!").await["type"], "ack");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_shown_only_to_fellow_members_and_accepted_contacts() {
+    let server = TestServer::start_with(&["--presence-offline-grace-ms", "100"]);
+    let (alice, bob, _) = server.alice_and_bob().await;
+    let stranger = server.user("stranger").await;
+    let friend = server.user("friend").await;
+    // The stranger follows Alice without her consent; the friend too, and
+    // Alice adds the friend back.
+    for who in [&stranger, &friend] {
+        server.call("PUT", &format!("/v1/contacts/{}", alice.id), Some(&who.token), None).await;
+    }
+    server.call("PUT", &format!("/v1/contacts/{}", friend.id), Some(&alice.token), None).await;
+    let (mut s, _) = server.connect(&stranger.token).await;
+    let (mut f, _) = server.connect(&friend.token).await;
+    let (mut b, _) = server.connect(&bob.token).await;
+    let (_a, _) = server.connect(&alice.token).await;
+    let online = |frame: serde_json::Value| frame["user_id"] == alice.id && frame["status"] == "online";
+    assert!(online(b.next_of("presence").await), "a fellow member sees her");
+    assert!(online(f.next_of("presence").await), "an accepted contact sees her");
+    s.quiet("presence", Duration::from_millis(500)).await;
+    let ask = |token: String| {
+        let server = &server;
+        async move {
+            let (_, body) = server.get(&format!("/v1/presence?user_ids={}", alice.id), &token).await;
+            (body["presence"][0]["status"].as_str().unwrap().to_string(), body["presence"][0]["last_active_at"].is_null())
+        }
+    };
+    assert_eq!(ask(stranger.token.clone()).await, ("offline".to_string(), true), "a stranger learns nothing");
+    assert_eq!(ask(bob.token.clone()).await, ("online".to_string(), false));
+    assert_eq!(ask(friend.token.clone()).await, ("online".to_string(), false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_can_be_buried_in_channels() {
+    let server = TestServer::start_with(&["--max-channels-per-user", "3"]);
+    let victim = server.user("victim").await;
+    for n in 0..3 {
+        let attacker = server.user(&format!("attacker{n}")).await;
+        server.group(&attacker, &[&victim]).await;
+    }
+    let mallory = server.user("mallory").await;
+    let (status, body) = server.post("/v1/channels", &mallory.token, json!({"name": "more", "member_ids": [victim.id]})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let (status, _) = server.post("/v1/channels/direct", &mallory.token, json!({"user_id": victim.id})).await;
+    assert_eq!(status, 403);
+    // The victim leaves one, and is free again (only to be invited back there).
+    let (_, list) = server.get("/v1/channels", &victim.token).await;
+    let first = list["channels"][0]["id"].as_i64().unwrap();
+    server.call("DELETE", &format!("/v1/channels/{first}/members/{}", victim.id), Some(&victim.token), None).await;
+    let (status, _) = server.post("/v1/channels/direct", &victim.token, json!({"user_id": mallory.id})).await;
+    assert_eq!(status, 201);
+    // An existing channel can always be opened, even at the cap.
+    let (status, _) = server.post("/v1/channels/direct", &mallory.token, json!({"user_id": victim.id})).await;
+    assert_eq!(status, 200);
+}

@@ -32,8 +32,11 @@ async fn presence_is_announced_once_per_change_to_contacts_and_fellow_members() 
     let bob = server.user("bob").await;
     let carol = server.user("carol").await;
     let dave = server.user("dave").await;
-    // Alice follows Bob; Carol shares a group with him; Dave has no tie.
+    // Alice follows Bob and Bob accepted her as a contact; Carol shares a
+    // group with him; Dave has no tie.
     let (s, _) = server.call("PUT", &format!("/v1/contacts/{}", bob.id), Some(&alice.token), None).await;
+    assert_eq!(s, 204);
+    let (s, _) = server.call("PUT", &format!("/v1/contacts/{}", alice.id), Some(&bob.token), None).await;
     assert_eq!(s, 204);
     server.group(&carol, &[&bob]).await;
     let (mut a, _) = server.connect(&alice.token).await;
@@ -54,7 +57,9 @@ async fn presence_is_announced_once_per_change_to_contacts_and_fellow_members() 
         assert_eq!(seen[0]["status"], "online");
     }
     assert!(presence_frames(&mut d, bob.id, Duration::from_millis(100)).await.is_empty());
-    assert_eq!(presence_of(&server, &dave.token, bob.id).await["status"], "online");
+    // Presence is private: Dave, with no tie to Bob, learns nothing.
+    let hidden = presence_of(&server, &dave.token, bob.id).await;
+    assert_eq!((hidden["status"].as_str(), hidden["last_active_at"].clone()), (Some("offline"), Value::Null));
 
     // A flapping device (drop and reconnect quickly) announces nothing.
     for _ in 0..5 {

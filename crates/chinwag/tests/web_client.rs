@@ -248,3 +248,64 @@ async fn two_people_chat_in_real_browsers() {
     alice.close().await.unwrap();
     bob.close().await.unwrap();
 }
+
+/// The page runs whole under its Content-Security-Policy (no violation is
+/// reported while people chat), an injected inline script does not run
+/// (and is reported), and people who share a display name are told apart
+/// by their usernames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_works_under_its_security_policy_and_tells_namesakes_apart() {
+    let server = TestServer::start();
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let alice = driver.browser(&profile).await;
+    sign_up(&alice, &server.base, "alice").await;
+    let alice_id = js(&alice, "return fetch('/v1/users/me', {headers: {Authorization: 'Bearer ' + localStorage.getItem('chinwag.token')}}).then(r => r.json()).then(d => d.user.id);").await;
+    let bob = server.user("bob").await;
+    // Mallory calls herself "bob".
+    let (s, _) = server.call("POST", "/v1/users", None, Some(json!({"username": "mallory", "password": PASSWORD, "display_name": "bob"}))).await;
+    assert_eq!(s, 201);
+    let mallory_token = server.login("mallory").await;
+    let (_, mallory) = server.get("/v1/users/me", &mallory_token).await;
+    let (s, group) = server
+        .post("/v1/channels", &bob.token, json!({"name": "club", "member_ids": [alice_id, mallory["user"]["id"]]}))
+        .await;
+    assert_eq!(s, 201, "{group}");
+    let group = group["channel"]["id"].as_i64().unwrap();
+    let (mut b, _) = server.connect(&bob.token).await;
+    let (mut m, _) = server.connect(&mallory_token).await;
+    b.send_text(group, "b1", "I am the real bob").await;
+    m.send_text(group, "m1", "no, I am bob").await;
+    wait_js(&alice, "the group", "document.querySelectorAll('.conv').length === 1").await;
+    click(&alice, ".conv").await;
+    wait_text(&alice, "no, I am bob").await;
+    let names = js(&alice, "return [...document.querySelectorAll('#messages .msg .who')].map(e => e.textContent);").await;
+    let names: Vec<String> = serde_json::from_value(names).unwrap();
+    assert!(names.contains(&"bob (@bob)".to_string()) && names.contains(&"bob (@mallory)".to_string()), "{names:?}");
+    send(&alice, "hello both").await;
+    wait_js(&alice, "sent", "document.querySelector('#messages .msg.mine')?.dataset.state === 'sent'").await;
+
+    let violations = || async {
+        let (_, text) = server.call("GET", "/metrics", None, None).await;
+        text.as_str()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("chinwag_csp_violations_total "))
+            .map(|v| v.parse::<f64>().unwrap())
+            .unwrap()
+    };
+    assert_eq!(violations().await, 0.0, "the page itself broke its policy");
+    let ran = js(
+        &alice,
+        "const s = document.createElement('script'); s.textContent = 'window.injected = true'; \
+         document.body.appendChild(s); return window.injected === true;",
+    )
+    .await;
+    assert_eq!(ran, json!(false), "an injected inline script ran");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while violations().await < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the violation was not reported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    alice.close().await.unwrap();
+}

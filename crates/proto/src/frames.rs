@@ -4,7 +4,7 @@
 
 use crate::error::{ErrorCode, WireError};
 use crate::ids::{ChannelId, DeviceId, MessageId, UserId};
-use crate::objects::{Channel, Message, User};
+use crate::objects::{Channel, Invitation, Message, User};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -172,6 +172,10 @@ pub enum ServerFrame {
     },
     ChannelRemoved {
         channel_id: ChannelId,
+    },
+    /// Someone invited the user back into a group they had left.
+    Invitation {
+        invitation: Invitation,
     },
     Synced {
         channel_id: ChannelId,

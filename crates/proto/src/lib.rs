@@ -14,7 +14,7 @@ pub mod validate;
 pub use error::{ErrorBody, ErrorCode, WireError};
 pub use frames::{ClientFrame, FrameError, PresenceStatus, ServerFrame};
 pub use ids::{ChannelId, DeviceId, MessageId, UserId};
-pub use objects::{Channel, ChannelKind, Message, User};
+pub use objects::{Channel, ChannelKind, Invitation, Message, User};
 
 /// Milliseconds since the Unix epoch, the one time unit of the protocol.
 pub fn now_ms() -> i64 {

@@ -61,3 +61,14 @@ pub struct Message {
 fn is_false(b: &bool) -> bool {
     !*b
 }
+
+/// An invitation to a group, for someone who left it: others cannot add
+/// them back, only invite them; they join by accepting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub channel_id: ChannelId,
+    /// The group's name.
+    pub name: Option<String>,
+    pub invited_by: UserId,
+    pub created_at: i64,
+}

@@ -4,12 +4,42 @@
 use crate::error::{store_error, user_store_error};
 use crate::App;
 use chinwag_bus::Event;
-use chinwag_proto::{validate, Channel, ChannelId, ChannelKind, ErrorCode, UserId, WireError};
-use chinwag_store::{ChannelState, NewGroup};
+use chinwag_proto::{validate, Channel, ChannelId, ChannelKind, ErrorCode, Invitation, UserId, WireError};
+use chinwag_store::{ChannelState, MemberAdded, NewGroup};
+
+/// What adding someone to a group did.
+pub enum Added {
+    /// They are a member (now or already): the channel as the actor sees it.
+    Member(Channel),
+    /// They had left the group; they were invited back instead.
+    Invited(Invitation),
+}
 
 impl App {
+    /// Refuses to put users who are in `max_channels_per_user` channels
+    /// already into one more (so nobody can be buried in channels).
+    async fn check_channel_room(&self, users: &[UserId]) -> Result<(), WireError> {
+        let full = self
+            .store
+            .users_at_channel_limit(users, self.config.max_channels_per_user)
+            .await
+            .map_err(store_error)?;
+        if full.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::new(ErrorCode::Forbidden, "a user is in too many channels to join another"))
+        }
+    }
+
     /// The one direct channel of the pair; `true` when it was just created.
     pub async fn open_direct(&self, me: UserId, other: UserId) -> Result<(Channel, bool), WireError> {
+        if let Err(full) = self.check_channel_room(&[me, other]).await {
+            // At the cap only a channel that exists already may be opened
+            // (rare, so the costlier lookup is fine here).
+            let mine = self.store.channels_of(me).await.map_err(store_error)?;
+            let pair = |c: &Channel| c.kind == ChannelKind::Direct && c.member_ids.contains(&other);
+            return mine.into_iter().find(|c| pair(c) && (other != me || c.member_ids.len() == 1)).map(|c| (c, false)).ok_or(full);
+        }
         let (channel, created) = self
             .store
             .direct_channel(me, other, chinwag_proto::now_ms())
@@ -33,6 +63,9 @@ impl App {
         if member_ids.len() > 10 * validate::GROUP_MAX_MEMBERS {
             return Err(ErrorCode::GroupTooLarge.into());
         }
+        let mut everyone = member_ids.clone();
+        everyone.push(creator);
+        self.check_channel_room(&everyone).await?;
         let channel = self
             .store
             .create_group(NewGroup { creator, name, member_ids, created_at: chinwag_proto::now_ms() })
@@ -51,24 +84,48 @@ impl App {
             .ok_or_else(|| WireError::not_found("channel"))
     }
 
-    /// Any member may add a user to a group.
-    pub async fn add_member(&self, actor: UserId, id: ChannelId, user: UserId) -> Result<Channel, WireError> {
+    /// Any member may add a user to a group, except someone who left it:
+    /// they are invited back and join only by accepting.
+    pub async fn add_member(&self, actor: UserId, id: ChannelId, user: UserId) -> Result<Added, WireError> {
         let channel = self.channel_for(actor, id).await?;
         if channel.kind != ChannelKind::Group {
             return Err(WireError::new(ErrorCode::Forbidden, "direct channels have fixed members"));
         }
-        let added = self
-            .store
-            .add_member(id, user, chinwag_proto::now_ms())
-            .await
-            .map_err(user_store_error)?;
-        if added {
-            self.members.invalidate(id);
-            let state = self.channel_state(id).await?;
-            self.announce_state(&state, &state.channel.member_ids);
-            return Ok(state.for_member(actor));
+        if !channel.member_ids.contains(&user) {
+            self.check_channel_room(&[user]).await?;
         }
-        Ok(channel)
+        let now = chinwag_proto::now_ms();
+        let added = self.store.add_member(id, user, actor, now).await.map_err(user_store_error)?;
+        match added {
+            MemberAdded::Added => {
+                self.members.invalidate(id);
+                let state = self.channel_state(id).await?;
+                self.announce_state(&state, &state.channel.member_ids);
+                Ok(Added::Member(state.for_member(actor)))
+            }
+            MemberAdded::AlreadyMember => Ok(Added::Member(channel)),
+            MemberAdded::Invited => {
+                let invitation = Invitation { channel_id: id, name: channel.name, invited_by: actor, created_at: now };
+                self.bus.publish(&[user], Event::Invitation { invitation: invitation.clone() });
+                Ok(Added::Invited(invitation))
+            }
+        }
+    }
+
+    /// Joins a group one was invited back to.
+    pub async fn accept_invitation(&self, user: UserId, id: ChannelId) -> Result<Channel, WireError> {
+        self.check_channel_room(&[user]).await?;
+        self.store
+            .accept_invitation(id, user, chinwag_proto::now_ms())
+            .await
+            .map_err(|e| match e {
+                chinwag_store::StoreError::NotFound => WireError::not_found("invitation"),
+                e => store_error(e),
+            })?;
+        self.members.invalidate(id);
+        let state = self.channel_state(id).await?;
+        self.announce_state(&state, &state.channel.member_ids);
+        Ok(state.for_member(user))
     }
 
     /// Members leave groups; only the creator removes others.
@@ -80,7 +137,7 @@ impl App {
         if actor != user && actor != channel.created_by {
             return Err(WireError::new(ErrorCode::Forbidden, "only the creator removes other members"));
         }
-        if !self.store.remove_member(id, user).await.map_err(store_error)? {
+        if !self.store.remove_member(id, user, actor, chinwag_proto::now_ms()).await.map_err(store_error)? {
             return Err(WireError::not_found("member"));
         }
         self.members.invalidate(id);

@@ -37,7 +37,11 @@ pub fn store_error(e: StoreError) -> WireError {
         StoreError::GroupTooLarge => {
             WireError::new(ErrorCode::GroupTooLarge, "a group has at most 100 members")
         }
-        StoreError::Closed => WireError::new(ErrorCode::Unavailable, "server is shutting down"),
+        StoreError::Blocked => WireError::new(ErrorCode::Forbidden, "one of you has blocked the other"),
+        StoreError::Closed => WireError {
+            retry_after_ms: Some(1_000),
+            ..WireError::new(ErrorCode::Unavailable, "server is shutting down")
+        },
         StoreError::Unsupported(what) => WireError::bad_request(format!("this store does not support {what}")),
         StoreError::Backend(source) => {
             tracing::error!(error = %source, "store failure");

@@ -116,20 +116,27 @@ impl App {
         }
     }
 
-    /// Status and `last_active_at` of each existing user among `users`
-    /// (online users were last active now).
+    /// Status and `last_active_at` of each existing user among `users` as
+    /// `viewer` may see them (online users were last active now). Users
+    /// whose presence is not the viewer's to see (no shared channel, not
+    /// made a contact by them, or blocking the viewer) look offline and
+    /// never seen.
     pub async fn presence_of(
         &self,
+        viewer: UserId,
         users: &[UserId],
     ) -> Result<Vec<(UserId, PresenceStatus, Option<i64>)>, chinwag_store::StoreError> {
         let now = chinwag_proto::now_ms();
+        let visible = self.store.presence_visible(viewer, users).await?;
         Ok(self
             .store
             .last_active(users)
             .await?
             .into_iter()
             .map(|(user, stored)| {
-                if self.presence.is_online(user) {
+                if !visible.contains(&user) {
+                    (user, PresenceStatus::Offline, None)
+                } else if self.presence.is_online(user) {
                     (user, PresenceStatus::Online, Some(now))
                 } else {
                     (user, PresenceStatus::Offline, stored)

@@ -135,11 +135,11 @@ pub async fn groups_and_members(store: &dyn Store) {
     assert_eq!(g.member_ids, vec![a, b]);
     assert_eq!(g.created_by, a);
     assert!(store.channel(g.id, c).await.unwrap().is_none());
-    assert!(store.add_member(g.id, c, 2).await.unwrap());
-    assert!(!store.add_member(g.id, c, 2).await.unwrap());
+    assert_eq!(store.add_member(g.id, c, a, 2).await.unwrap(), MemberAdded::Added);
+    assert_eq!(store.add_member(g.id, c, a, 2).await.unwrap(), MemberAdded::AlreadyMember);
     assert_eq!(store.members(g.id).await.unwrap(), vec![a, b, c]);
-    assert!(store.remove_member(g.id, b).await.unwrap());
-    assert!(!store.remove_member(g.id, b).await.unwrap());
+    assert!(store.remove_member(g.id, b, a, 3).await.unwrap());
+    assert!(!store.remove_member(g.id, b, a, 3).await.unwrap());
     assert!(store.channel(g.id, b).await.unwrap().is_none());
     assert_eq!(store.channels_of(c).await.unwrap().len(), 1);
     assert!(matches!(
@@ -156,7 +156,7 @@ pub async fn groups_and_members(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(full.member_ids.len(), 100);
-    assert!(matches!(store.add_member(full.id, b, 1).await, Err(StoreError::GroupTooLarge)));
+    assert!(matches!(store.add_member(full.id, b, a, 1).await, Err(StoreError::GroupTooLarge)));
     many.push(b);
     assert!(matches!(
         store.create_group(NewGroup { creator: a, name: "big".into(), member_ids: many, created_at: 1 }).await,
@@ -336,6 +336,66 @@ pub async fn pages_stay_within_their_byte_budget(store: &dyn Store) {
     assert!(mentions.next_before.is_some());
 }
 
+/// Someone who left a group is invited back, not added; blocks stop
+/// direct messages both ways and adding the blocker anywhere.
+pub async fn departures_invitations_and_blocks(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let c = user(store, "carol").await;
+    let g = store.create_group(NewGroup { creator: a, name: "team".into(), member_ids: vec![b], created_at: 1 }).await.unwrap();
+    // b leaves on their own: a cannot put them back, only invite them.
+    assert!(store.remove_member(g.id, b, b, 2).await.unwrap());
+    assert_eq!(store.add_member(g.id, b, a, 3).await.unwrap(), MemberAdded::Invited);
+    assert!(store.channel(g.id, b).await.unwrap().is_none());
+    let invitations = store.invitations(b).await.unwrap();
+    assert_eq!(invitations.len(), 1);
+    assert_eq!((invitations[0].channel_id, invitations[0].invited_by, invitations[0].name.as_deref()), (g.id, a, Some("team")));
+    assert!(matches!(store.accept_invitation(g.id, c, 4).await, Err(StoreError::NotFound)), "not invited");
+    store.accept_invitation(g.id, b, 4).await.unwrap();
+    assert!(store.channel(g.id, b).await.unwrap().is_some());
+    assert!(store.invitations(b).await.unwrap().is_empty());
+    // Removed by the creator (not a departure): others may add them again.
+    assert!(store.remove_member(g.id, b, a, 5).await.unwrap());
+    assert_eq!(store.add_member(g.id, b, a, 6).await.unwrap(), MemberAdded::Added);
+    // A declined invitation is gone.
+    assert!(store.remove_member(g.id, b, b, 7).await.unwrap());
+    assert_eq!(store.add_member(g.id, b, a, 8).await.unwrap(), MemberAdded::Invited);
+    assert!(store.decline_invitation(g.id, b).await.unwrap());
+    assert!(!store.decline_invitation(g.id, b).await.unwrap());
+    assert!(matches!(store.accept_invitation(g.id, b, 9).await, Err(StoreError::NotFound)));
+
+    // c blocks a: no new direct channel, no adding c, no new group with c.
+    assert!(store.block(c, a, 10).await.unwrap());
+    assert!(!store.block(c, a, 10).await.unwrap());
+    assert!(matches!(store.block(c, UserId(999), 10).await, Err(StoreError::NotFound)));
+    assert_eq!(store.blocked_users(c).await.unwrap().iter().map(|u| u.id).collect::<Vec<_>>(), vec![a]);
+    assert!(matches!(store.direct_channel(a, c, 11).await, Err(StoreError::Blocked)));
+    assert!(matches!(store.direct_channel(c, a, 11).await, Err(StoreError::Blocked)), "both ways");
+    assert!(matches!(store.add_member(g.id, c, a, 11).await, Err(StoreError::Blocked)));
+    assert!(matches!(
+        store.create_group(NewGroup { creator: a, name: "x".into(), member_ids: vec![c], created_at: 11 }).await,
+        Err(StoreError::Blocked)
+    ));
+    // An existing direct channel takes no messages either way while blocked.
+    assert!(store.unblock(c, a).await.unwrap());
+    let (direct, _) = store.direct_channel(a, c, 12).await.unwrap();
+    send(store, direct.id, a, "before").await;
+    assert!(store.block(c, a, 13).await.unwrap());
+    for (sender, cmid) in [(a, "x1"), (c, "x2")] {
+        let refused = store
+            .append_message(NewMessage { channel_id: direct.id, sender_id: sender, client_msg_id: cmid.into(), text: "x".into(), created_at: 14 })
+            .await;
+        assert!(matches!(refused, Err(StoreError::Blocked)), "{refused:?}");
+    }
+    assert!(store.unblock(c, a).await.unwrap());
+    assert!(!store.unblock(c, a).await.unwrap());
+    assert_eq!(send(store, direct.id, c, "after").await.message.message_id, MessageId(2));
+
+    // Channel counts: a is in the group and the direct channel, c in the
+    // direct channel, b (who left) in none.
+    assert_eq!(store.users_at_channel_limit(&[a, b, c], 2).await.unwrap(), vec![a]);
+    assert_eq!(store.users_at_channel_limit(&[a, b, c], 1).await.unwrap(), vec![a, c]);
+}
+
 pub async fn read_markers_only_move_forward(store: &dyn Store) {
     let (a, b) = two_users(store).await;
     let c = user(store, "carol").await;
@@ -365,12 +425,22 @@ pub async fn contacts_and_presence_audience(store: &dyn Store) {
     assert_eq!(ids, vec![b, c]);
     assert!(store.remove_contact(a, c).await.unwrap());
     assert!(!store.remove_contact(a, c).await.unwrap());
-    // b's audience: a follows b; d shares a group with b.
+    // b's audience: those b made contacts (a), those who share a channel
+    // with b (d); following b (c) earns nothing without b's consent.
     store.create_group(NewGroup { creator: d, name: "g".into(), member_ids: vec![b], created_at: 1 }).await.unwrap();
+    assert!(store.add_contact(b, a, 1).await.unwrap());
+    assert!(store.add_contact(c, b, 1).await.unwrap());
     let mut audience = store.presence_audience(b).await.unwrap();
     audience.sort();
     assert_eq!(audience, vec![a, d]);
-    assert!(store.presence_audience(c).await.unwrap().is_empty());
+    assert_eq!(store.presence_audience(c).await.unwrap(), vec![b], "c made b a contact");
+    assert_eq!(store.presence_visible(a, &[b, c, d, a]).await.unwrap(), vec![b, a]);
+    assert_eq!(store.presence_visible(d, &[b]).await.unwrap(), vec![b]);
+    assert!(store.presence_visible(c, &[b]).await.unwrap().is_empty(), "a follower b never accepted");
+    // A block hides b from those b blocked, even fellow members.
+    assert!(store.block(b, d, 2).await.unwrap());
+    assert!(store.presence_visible(d, &[b]).await.unwrap().is_empty());
+    assert_eq!(store.presence_audience(b).await.unwrap(), vec![a]);
 
     assert_eq!(store.last_active(&[a, UserId(999)]).await.unwrap(), vec![(a, None)]);
     store.set_last_active(a, 500).await.unwrap();
@@ -499,6 +569,7 @@ macro_rules! store_contract_tests {
             case!(disabling_revokes_every_token);
             case!(direct_channels_are_one_per_pair);
             case!(groups_and_members);
+            case!(departures_invitations_and_blocks);
             case!(message_ids_are_sequential_and_idempotent);
             case!(history_pages);
             case!(pages_stay_within_their_byte_budget);

@@ -13,6 +13,9 @@ pub enum StoreError {
     GroupTooLarge,
     #[error("not a member")]
     NotAMember,
+    /// One of the users blocked the other.
+    #[error("blocked")]
+    Blocked,
     /// The backend has no such operation (its engine's own tools do it).
     #[error("not supported by this store: {0}")]
     Unsupported(&'static str),

@@ -21,7 +21,7 @@ use std::pin::Pin;
 
 /// A boxed future that may move between threads.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-use chinwag_proto::{Channel, ChannelId, DeviceId, MessageId, User, UserId};
+use chinwag_proto::{Channel, ChannelId, DeviceId, Invitation, MessageId, User, UserId};
 
 /// Durable state of a chinwag deployment. Every method is atomic; a method
 /// that returns `Ok` for a write has made it durable.
@@ -60,7 +60,9 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a device's token at once.
     async fn revoke_device(&self, device: DeviceId) -> Result<(), StoreError>;
 
-    /// The one direct channel of a pair, created when missing (`true`).
+    /// The one direct channel of a pair, created when missing (`true`);
+    /// `Blocked` when it would be created between users one of whom
+    /// blocked the other.
     async fn direct_channel(
         &self,
         me: UserId,
@@ -68,7 +70,8 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<(Channel, bool), StoreError>;
     /// A group with its creator and `member_ids`; `NotFound` when a member
-    /// does not exist, `GroupTooLarge` above the member limit.
+    /// does not exist, `GroupTooLarge` above the member limit, `Blocked`
+    /// when a member blocked the creator.
     async fn create_group(&self, group: NewGroup) -> Result<Channel, StoreError>;
     /// The channel as `viewer` sees it, or `None` when they are not a member.
     async fn channel(&self, id: ChannelId, viewer: UserId) -> Result<Option<Channel>, StoreError>;
@@ -77,14 +80,40 @@ pub trait Store: Send + Sync + 'static {
     /// Every channel `user` is a member of.
     async fn channels_of(&self, user: UserId) -> Result<Vec<Channel>, StoreError>;
     async fn members(&self, id: ChannelId) -> Result<Vec<UserId>, StoreError>;
-    /// Adds a member to a group; `false` when they already were one.
-    async fn add_member(&self, id: ChannelId, user: UserId, now_ms: i64) -> Result<bool, StoreError>;
-    /// Removes a member; `false` when they were not one.
-    async fn remove_member(&self, id: ChannelId, user: UserId) -> Result<bool, StoreError>;
+    /// `actor` adds `user` to a group. Someone who left the group on their
+    /// own is not added back by others but invited (`Invited`), and only
+    /// joins by accepting. `Blocked` when `user` blocked `actor`.
+    async fn add_member(&self, id: ChannelId, user: UserId, actor: UserId, now_ms: i64) -> Result<MemberAdded, StoreError>;
+    /// `actor` removes `user` (themselves: they leave, which is
+    /// remembered); `false` when they were not a member.
+    async fn remove_member(&self, id: ChannelId, user: UserId, actor: UserId, now_ms: i64) -> Result<bool, StoreError>;
+    /// Invitations waiting for `user`, newest first.
+    async fn invitations(&self, user: UserId) -> Result<Vec<Invitation>, StoreError>;
+    /// Joins the group `user` was invited back to; `NotFound` without an
+    /// invitation, `GroupTooLarge` when it is full.
+    async fn accept_invitation(&self, id: ChannelId, user: UserId, now_ms: i64) -> Result<(), StoreError>;
+    /// Declines an invitation; `false` when there was none.
+    async fn decline_invitation(&self, id: ChannelId, user: UserId) -> Result<bool, StoreError>;
+    /// Those of `users` who are in at least `limit` channels.
+    async fn users_at_channel_limit(&self, users: &[UserId], limit: usize) -> Result<Vec<UserId>, StoreError>;
+
+    /// `owner` blocks `blocked`: no direct messages either way, no adding
+    /// `owner` to groups, no presence of `owner`. `false` when already
+    /// blocked, `NotFound` when there is no such user.
+    async fn block(&self, owner: UserId, blocked: UserId, now_ms: i64) -> Result<bool, StoreError>;
+    /// Lifts a block; `false` when there was none.
+    async fn unblock(&self, owner: UserId, blocked: UserId) -> Result<bool, StoreError>;
+    /// Whom `owner` blocked.
+    async fn blocked_users(&self, owner: UserId) -> Result<Vec<User>, StoreError>;
+    /// Those of `users` whose presence `viewer` may see: users who share a
+    /// channel with the viewer or made the viewer a contact of theirs, and
+    /// did not block the viewer (the viewer always sees themselves).
+    async fn presence_visible(&self, viewer: UserId, users: &[UserId]) -> Result<Vec<UserId>, StoreError>;
 
     /// Stores a message under the channel's next `message_id`, or returns the
     /// original when `(channel, sender, client_msg_id)` was seen before.
-    /// `NotAMember` when the sender is not in the channel.
+    /// `NotAMember` when the sender is not in the channel; `Blocked` in a
+    /// direct channel where one of the two blocked the other.
     ///
     /// Not an `async fn` on purpose: the write is queued when this is called,
     /// not when the future is first polled, so messages submitted one after
@@ -116,8 +145,8 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_contact(&self, owner: UserId, contact: UserId) -> Result<bool, StoreError>;
     /// Whom `owner` follows, by id.
     async fn contacts(&self, owner: UserId) -> Result<Vec<User>, StoreError>;
-    /// Who hears of `user`'s presence: those who follow them and the other
-    /// members of their channels.
+    /// Who hears of `user`'s presence: the other members of their channels
+    /// and those they made contacts, less those they blocked.
     async fn presence_audience(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
     /// Records when `user` was last connected.
     async fn set_last_active(&self, user: UserId, at_ms: i64) -> Result<(), StoreError>;

@@ -174,3 +174,14 @@ pub struct OutboxItem {
     pub count: u32,
     pub attempts: u32,
 }
+
+/// What adding someone to a group did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberAdded {
+    Added,
+    /// They were a member already.
+    AlreadyMember,
+    /// They had left the group, so others may only invite them back; an
+    /// invitation now waits for them.
+    Invited,
+}

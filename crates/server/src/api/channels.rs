@@ -1,6 +1,7 @@
 //! Channels, members, history, sending over HTTP and read markers.
 
 use super::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::channels::Added;
 use crate::chat::SendTarget;
 use crate::error::ApiError;
 use crate::App;
@@ -66,14 +67,46 @@ pub struct MemberBody {
     user_id: UserId,
 }
 
+/// 200 `{channel}` when added; 202 `{invitation}` when the user had left
+/// the group and was invited back instead.
 pub async fn add_member(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<MemberBody>,
+) -> Result<impl IntoResponse> {
+    Ok(match app.add_member(session.user_id, ChannelId(id), body.user_id).await? {
+        Added::Member(channel) => (StatusCode::OK, Json(json!({ "channel": channel }))),
+        Added::Invited(invitation) => (StatusCode::ACCEPTED, Json(json!({ "invitation": invitation }))),
+    })
+}
+
+/// Invitations back into groups the caller left.
+pub async fn invitations(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<Value>> {
+    let invitations = app.store.invitations(session.user_id).await?;
+    Ok(Json(json!({ "invitations": invitations })))
+}
+
+/// Accepts an invitation: the caller joins the group.
+pub async fn accept_invitation(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>> {
-    let channel = app.add_member(session.user_id, ChannelId(id), body.user_id).await?;
+    let channel = app.accept_invitation(session.user_id, ChannelId(id)).await?;
     Ok(Json(json!({ "channel": channel })))
+}
+
+pub async fn decline_invitation(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode> {
+    if app.store.decline_invitation(ChannelId(id), session.user_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError(WireError::not_found("invitation")))
+    }
 }
 
 pub async fn remove_member(

@@ -1,4 +1,4 @@
-//! Contacts, presence, search, mentions, discovery and metrics.
+//! Contacts, blocks, presence, search, mentions, discovery and metrics.
 
 use super::{ApiPath, ApiQuery, Auth};
 use crate::error::ApiError;
@@ -43,9 +43,33 @@ pub async fn add_contact(
         .add_contact(session.user_id, contact, chinwag_proto::now_ms())
         .await
         .map_err(|e| ApiError(crate::error::user_store_error(e)))?;
-    if let Some((user_id, status, last_active_at)) = app.presence_of(&[contact]).await?.pop() {
+    if let Some((user_id, status, last_active_at)) = app.presence_of(session.user_id, &[contact]).await?.pop() {
         app.bus.publish(&[session.user_id], Event::Presence { user_id, status, last_active_at });
     }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whom the caller blocked.
+pub async fn blocks(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<Value>> {
+    let blocked = app.store.blocked_users(session.user_id).await?;
+    Ok(Json(json!({ "blocks": blocked })))
+}
+
+/// Blocks a user: they cannot message the caller directly, add them to
+/// groups, or see their presence.
+pub async fn block(State(app): State<Arc<App>>, Auth(session): Auth, ApiPath(id): ApiPath<i64>) -> Result<StatusCode> {
+    if UserId(id) == session.user_id {
+        return Err(ApiError(WireError::bad_request("you cannot block yourself")));
+    }
+    app.store
+        .block(session.user_id, UserId(id), chinwag_proto::now_ms())
+        .await
+        .map_err(|e| ApiError(crate::error::user_store_error(e)))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn unblock(State(app): State<Arc<App>>, Auth(session): Auth, ApiPath(id): ApiPath<i64>) -> Result<StatusCode> {
+    app.store.unblock(session.user_id, UserId(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -65,7 +89,7 @@ pub struct PresenceQuery {
 
 pub async fn presence(
     State(app): State<Arc<App>>,
-    Auth(_): Auth,
+    Auth(session): Auth,
     ApiQuery(query): ApiQuery<PresenceQuery>,
 ) -> Result<Json<Value>> {
     let raw = query.user_ids.unwrap_or_default();
@@ -79,7 +103,7 @@ pub async fn presence(
         return Err(ApiError(WireError::bad_request("at most 200 user_ids per request")));
     }
     let presence: Vec<Value> = app
-        .presence_of(&ids)
+        .presence_of(session.user_id, &ids)
         .await?
         .into_iter()
         .map(|(user_id, status, last_active_at)| json!({ "user_id": user_id, "status": status, "last_active_at": last_active_at }))

@@ -414,7 +414,7 @@ impl Connection {
                 };
                 state.cursors.admit(channel, id, delivery, Instant::now(), &mut self.outgoing);
             }
-            Event::Presence { .. } => self.outgoing.push(delivery),
+            Event::Presence { .. } | Event::Invitation { .. } => self.outgoing.push(delivery),
             Event::Read { channel_id, .. } | Event::Typing { channel_id, .. } => {
                 if state.cursors.contains(*channel_id) {
                     self.outgoing.push(delivery);
@@ -507,6 +507,7 @@ fn encode_event(event: &Event) -> Bytes {
         Event::Typing { channel_id, user_id } => ServerFrame::Typing { channel_id: *channel_id, user_id: *user_id },
         Event::Channel { channel } => ServerFrame::Channel { channel: channel.clone() },
         Event::ChannelRemoved { channel_id } => ServerFrame::ChannelRemoved { channel_id: *channel_id },
+        Event::Invitation { invitation } => ServerFrame::Invitation { invitation: invitation.clone() },
         Event::DeviceRevoked { .. } => return Bytes::new(),
     };
     Bytes::from(frame.to_json())

@@ -11,13 +11,13 @@ mod queries;
 mod schema;
 
 use crate::{
-    Account, BackupInfo,
+    Account, BackupInfo, MemberAdded,
     OutboxItem, PushItem, PushRecipient,
     Appended, BoxFuture, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
     Page, Session, Store, StoreError,
 };
 use async_trait::async_trait;
-use chinwag_proto::{Channel, ChannelId, DeviceId, MessageId, User, UserId};
+use chinwag_proto::{Channel, ChannelId, DeviceId, Invitation, MessageId, User, UserId};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -383,12 +383,46 @@ impl Store for SqliteStore {
         self.read(move |c| queries::members(c, id)).await
     }
 
-    async fn add_member(&self, id: ChannelId, user: UserId, now_ms: i64) -> Result<bool, StoreError> {
-        self.write(move |c| queries::add_member(c, id, user, now_ms)).await
+    async fn add_member(&self, id: ChannelId, user: UserId, actor: UserId, now_ms: i64) -> Result<MemberAdded, StoreError> {
+        self.write(move |c| queries::add_member(c, id, user, actor, now_ms)).await
     }
 
-    async fn remove_member(&self, id: ChannelId, user: UserId) -> Result<bool, StoreError> {
-        self.write(move |c| queries::remove_member(c, id, user)).await
+    async fn remove_member(&self, id: ChannelId, user: UserId, actor: UserId, now_ms: i64) -> Result<bool, StoreError> {
+        self.write(move |c| queries::remove_member(c, id, user, actor, now_ms)).await
+    }
+
+    async fn invitations(&self, user: UserId) -> Result<Vec<Invitation>, StoreError> {
+        self.read(move |c| queries::invitations(c, user)).await
+    }
+
+    async fn accept_invitation(&self, id: ChannelId, user: UserId, now_ms: i64) -> Result<(), StoreError> {
+        self.write(move |c| queries::accept_invitation(c, id, user, now_ms)).await
+    }
+
+    async fn decline_invitation(&self, id: ChannelId, user: UserId) -> Result<bool, StoreError> {
+        self.write(move |c| queries::decline_invitation(c, id, user)).await
+    }
+
+    async fn users_at_channel_limit(&self, users: &[UserId], limit: usize) -> Result<Vec<UserId>, StoreError> {
+        let users = users.to_vec();
+        self.read(move |c| queries::users_at_channel_limit(c, &users, limit)).await
+    }
+
+    async fn block(&self, owner: UserId, blocked: UserId, now_ms: i64) -> Result<bool, StoreError> {
+        self.write(move |c| queries::block(c, owner, blocked, now_ms)).await
+    }
+
+    async fn unblock(&self, owner: UserId, blocked: UserId) -> Result<bool, StoreError> {
+        self.write(move |c| queries::unblock(c, owner, blocked)).await
+    }
+
+    async fn blocked_users(&self, owner: UserId) -> Result<Vec<User>, StoreError> {
+        self.read(move |c| queries::blocked_users(c, owner)).await
+    }
+
+    async fn presence_visible(&self, viewer: UserId, users: &[UserId]) -> Result<Vec<UserId>, StoreError> {
+        let users = users.to_vec();
+        self.read(move |c| queries::presence_visible(c, viewer, &users)).await
     }
 
     fn append_message(&self, message: NewMessage) -> BoxFuture<'static, Result<Appended, StoreError>> {

@@ -3,12 +3,12 @@
 //! batch transaction, so a function's statements are atomic together.
 
 use crate::{
-    OutboxItem, PushItem, PushRecipient,
+    MemberAdded, OutboxItem, PushItem, PushRecipient,
     Account, Appended, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
     Page, Session, StoreError,
 };
 use chinwag_proto::validate::{GROUP_MAX_MEMBERS, PAGE_MAX_BYTES};
-use chinwag_proto::{Channel, ChannelId, ChannelKind, DeviceId, Message, MessageId, User, UserId};
+use chinwag_proto::{Channel, ChannelId, ChannelKind, DeviceId, Invitation, Message, MessageId, User, UserId};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::{BTreeSet, HashMap};
 
@@ -276,6 +276,19 @@ fn insert_channel(
     Ok(ChannelId(c.last_insert_rowid()))
 }
 
+/// Whether either of two users blocked the other.
+fn blocked_between(c: &Connection, a: UserId, b: UserId) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM blocks WHERE (owner_id = ?1 AND blocked_id = ?2) OR (owner_id = ?2 AND blocked_id = ?1)",
+    )?
+    .exists(params![a.0, b.0])?)
+}
+
+/// Whether `owner` blocked `other`.
+fn has_blocked(c: &Connection, owner: UserId, other: UserId) -> Result<bool> {
+    Ok(c.prepare_cached("SELECT 1 FROM blocks WHERE owner_id = ?1 AND blocked_id = ?2")?.exists(params![owner.0, other.0])?)
+}
+
 pub fn direct_channel(
     c: &Connection,
     me: UserId,
@@ -292,6 +305,7 @@ pub fn direct_channel(
         .optional()?;
     let (id, created) = match existing {
         Some(id) => (ChannelId(id), false),
+        None if blocked_between(c, me, other)? => return Err(StoreError::Blocked),
         None => {
             let id = insert_channel(c, ChannelKind::Direct, None, me, Some(&key), now_ms)?;
             for user in BTreeSet::from([me, other]) {
@@ -314,6 +328,9 @@ pub fn create_group(c: &Connection, g: &NewGroup) -> Result<Channel> {
         if user(c, member)?.is_none() {
             return Err(StoreError::NotFound);
         }
+        if has_blocked(c, member, g.creator)? {
+            return Err(StoreError::Blocked);
+        }
     }
     let id = insert_channel(c, ChannelKind::Group, Some(&g.name), g.creator, None, g.created_at)?;
     for member in members {
@@ -322,28 +339,147 @@ pub fn create_group(c: &Connection, g: &NewGroup) -> Result<Channel> {
     channel_for(c, id, g.creator)?.ok_or(StoreError::NotFound)
 }
 
-pub fn add_member(c: &Connection, id: ChannelId, new: UserId, now_ms: i64) -> Result<bool> {
-    if user(c, new)?.is_none() {
-        return Err(StoreError::NotFound);
-    }
-    if is_member(c, id, new)? {
-        return Ok(false);
-    }
+fn check_room(c: &Connection, id: ChannelId) -> Result<()> {
     let count: i64 = c
         .prepare_cached("SELECT count(*) FROM members WHERE channel_id = ?1")?
         .query_row([id.0], |row| row.get(0))?;
     if count as usize >= GROUP_MAX_MEMBERS {
         return Err(StoreError::GroupTooLarge);
     }
-    insert_member(c, id, new, now_ms)?;
-    Ok(true)
+    Ok(())
 }
 
-pub fn remove_member(c: &Connection, id: ChannelId, user: UserId) -> Result<bool> {
+pub fn add_member(c: &Connection, id: ChannelId, new: UserId, actor: UserId, now_ms: i64) -> Result<MemberAdded> {
+    if user(c, new)?.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    if is_member(c, id, new)? {
+        return Ok(MemberAdded::AlreadyMember);
+    }
+    if has_blocked(c, new, actor)? {
+        return Err(StoreError::Blocked);
+    }
+    check_room(c, id)?;
+    let departed = c
+        .prepare_cached("SELECT 1 FROM departures WHERE channel_id = ?1 AND user_id = ?2")?
+        .exists(params![id.0, new.0])?;
+    if departed && actor != new {
+        c.prepare_cached(
+            "INSERT INTO invitations (channel_id, user_id, invited_by, created_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (channel_id, user_id) DO UPDATE SET invited_by = ?3, created_at = ?4",
+        )?
+        .execute(params![id.0, new.0, actor.0, now_ms])?;
+        return Ok(MemberAdded::Invited);
+    }
+    insert_member(c, id, new, now_ms)?;
+    Ok(MemberAdded::Added)
+}
+
+/// Leaving on one's own is remembered, so others cannot add one back.
+pub fn remove_member(c: &Connection, id: ChannelId, user: UserId, actor: UserId, now_ms: i64) -> Result<bool> {
     let removed = c
         .prepare_cached("DELETE FROM members WHERE channel_id = ?1 AND user_id = ?2")?
         .execute(params![id.0, user.0])?;
+    if removed > 0 && actor == user {
+        c.prepare_cached(
+            "INSERT INTO departures (channel_id, user_id, left_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (channel_id, user_id) DO UPDATE SET left_at = ?3",
+        )?
+        .execute(params![id.0, user.0, now_ms])?;
+    }
     Ok(removed > 0)
+}
+
+pub fn invitations(c: &Connection, user: UserId) -> Result<Vec<Invitation>> {
+    Ok(c.prepare_cached(
+        "SELECT i.channel_id, ch.name, i.invited_by, i.created_at FROM invitations i \
+         JOIN channels ch ON ch.id = i.channel_id WHERE i.user_id = ?1 ORDER BY i.created_at DESC",
+    )?
+    .query_map([user.0], |row| {
+        Ok(Invitation {
+            channel_id: ChannelId(row.get(0)?),
+            name: row.get(1)?,
+            invited_by: UserId(row.get(2)?),
+            created_at: row.get(3)?,
+        })
+    })?
+    .collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn accept_invitation(c: &Connection, id: ChannelId, user: UserId, now_ms: i64) -> Result<()> {
+    let invited = c
+        .prepare_cached("SELECT 1 FROM invitations WHERE channel_id = ?1 AND user_id = ?2")?
+        .exists(params![id.0, user.0])?;
+    if !invited {
+        return Err(StoreError::NotFound);
+    }
+    if !is_member(c, id, user)? {
+        check_room(c, id)?;
+        insert_member(c, id, user, now_ms)?;
+    }
+    c.prepare_cached("DELETE FROM invitations WHERE channel_id = ?1 AND user_id = ?2")?.execute(params![id.0, user.0])?;
+    c.prepare_cached("DELETE FROM departures WHERE channel_id = ?1 AND user_id = ?2")?.execute(params![id.0, user.0])?;
+    Ok(())
+}
+
+pub fn decline_invitation(c: &Connection, id: ChannelId, user: UserId) -> Result<bool> {
+    let removed = c
+        .prepare_cached("DELETE FROM invitations WHERE channel_id = ?1 AND user_id = ?2")?
+        .execute(params![id.0, user.0])?;
+    Ok(removed > 0)
+}
+
+pub fn users_at_channel_limit(c: &Connection, users: &[UserId], limit: usize) -> Result<Vec<UserId>> {
+    let mut count = c.prepare_cached("SELECT count(*) FROM members WHERE user_id = ?1")?;
+    let mut full = Vec::new();
+    for &user in users {
+        let n: i64 = count.query_row([user.0], |row| row.get(0))?;
+        if n as usize >= limit {
+            full.push(user);
+        }
+    }
+    Ok(full)
+}
+
+pub fn block(c: &Connection, owner: UserId, blocked: UserId, now_ms: i64) -> Result<bool> {
+    if user(c, blocked)?.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    let added = c
+        .prepare_cached("INSERT OR IGNORE INTO blocks (owner_id, blocked_id, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![owner.0, blocked.0, now_ms])?;
+    Ok(added > 0)
+}
+
+pub fn unblock(c: &Connection, owner: UserId, blocked: UserId) -> Result<bool> {
+    let removed = c
+        .prepare_cached("DELETE FROM blocks WHERE owner_id = ?1 AND blocked_id = ?2")?
+        .execute(params![owner.0, blocked.0])?;
+    Ok(removed > 0)
+}
+
+pub fn blocked_users(c: &Connection, owner: UserId) -> Result<Vec<User>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {USER_COLS} FROM users WHERE id IN (SELECT blocked_id FROM blocks WHERE owner_id = ?1) ORDER BY id"
+    ))?
+    .query_map([owner.0], user_from)?
+    .collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn presence_visible(c: &Connection, viewer: UserId, users: &[UserId]) -> Result<Vec<UserId>> {
+    let mut visible = c.prepare_cached(
+        "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE owner_id = ?1 AND blocked_id = ?2) AND ( \
+           EXISTS (SELECT 1 FROM contacts WHERE owner_id = ?1 AND contact_id = ?2) \
+           OR EXISTS (SELECT 1 FROM members mine JOIN members theirs ON theirs.channel_id = mine.channel_id \
+                      WHERE mine.user_id = ?2 AND theirs.user_id = ?1))",
+    )?;
+    let mut seen = Vec::new();
+    for &user in users {
+        if user == viewer || visible.exists(params![user.0, viewer.0])? {
+            seen.push(user);
+        }
+    }
+    Ok(seen)
 }
 
 /// The message a sender stored in a channel under a `client_msg_id`:
@@ -366,6 +502,17 @@ pub fn append_message(c: &Connection, m: NewMessage) -> Result<Appended> {
     }
     if !is_member(c, m.channel_id, m.sender_id)? {
         return Err(StoreError::NotAMember);
+    }
+    // In a direct channel, a block on either side stops messages.
+    let blocked: bool = c
+        .prepare_cached(
+            "SELECT 1 FROM channels ch JOIN members other ON other.channel_id = ch.id AND other.user_id != ?2 \
+             JOIN blocks b ON (b.owner_id = other.user_id AND b.blocked_id = ?2) OR (b.owner_id = ?2 AND b.blocked_id = other.user_id) \
+             WHERE ch.id = ?1 AND ch.direct_key IS NOT NULL",
+        )?
+        .exists(params![m.channel_id.0, m.sender_id.0])?;
+    if blocked {
+        return Err(StoreError::Blocked);
     }
     let id: i64 = c
         .prepare_cached(
@@ -543,10 +690,12 @@ pub fn contacts(c: &Connection, owner: UserId) -> Result<Vec<User>> {
 
 pub fn presence_audience(c: &Connection, user: UserId) -> Result<Vec<UserId>> {
     Ok(c.prepare_cached(
-        "SELECT owner_id FROM contacts WHERE contact_id = ?1 \
+        "SELECT contact_id FROM contacts WHERE owner_id = ?1 \
          UNION \
          SELECT other.user_id FROM members mine JOIN members other ON other.channel_id = mine.channel_id \
-         WHERE mine.user_id = ?1 AND other.user_id != ?1",
+         WHERE mine.user_id = ?1 AND other.user_id != ?1 \
+         EXCEPT \
+         SELECT blocked_id FROM blocks WHERE owner_id = ?1",
     )?
     .query_map([user.0], |row| Ok(UserId(row.get(0)?)))?
     .collect::<rusqlite::Result<_>>()?)

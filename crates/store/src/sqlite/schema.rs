@@ -109,6 +109,28 @@ ALTER TABLE users ADD COLUMN disabled_at INTEGER;
 "#, r#"
 DROP INDEX messages_idempotency;
 CREATE UNIQUE INDEX messages_idempotency ON messages(channel_id, sender_id, client_msg_id);
+"#, r#"
+CREATE TABLE blocks (
+    owner_id   INTEGER NOT NULL REFERENCES users(id),
+    blocked_id INTEGER NOT NULL REFERENCES users(id),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (owner_id, blocked_id)
+) WITHOUT ROWID;
+CREATE INDEX blocks_by_blocked ON blocks(blocked_id, owner_id);
+CREATE TABLE departures (
+    channel_id INTEGER NOT NULL REFERENCES channels(id),
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    left_at    INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE invitations (
+    channel_id INTEGER NOT NULL REFERENCES channels(id),
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    invited_by INTEGER NOT NULL REFERENCES users(id),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX invitations_by_user ON invitations(user_id, created_at);
 "#];
 
 fn pragmas(conn: &Connection) -> Result<(), StoreError> {
