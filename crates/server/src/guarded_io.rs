@@ -47,17 +47,14 @@ impl ReadBudget {
 #[error("too many bytes before authentication")]
 pub struct ReadBudgetSpent;
 
-/// Whether an error (or one of its sources) is [`ReadBudgetSpent`].
-pub fn is_budget_spent(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `error`, one of its sources, or an `io::Error` among them
+/// wraps an `E` (framework errors wrap ours a few layers deep).
+pub fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
-        if e.downcast_ref::<ReadBudgetSpent>().is_some() {
+        let wrapped = e.downcast_ref::<io::Error>().and_then(|io| io.get_ref());
+        if e.is::<E>() || wrapped.is_some_and(|inner| inner.is::<E>()) {
             return true;
-        }
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if io.get_ref().is_some_and(|inner| inner.downcast_ref::<ReadBudgetSpent>().is_some()) {
-                return true;
-            }
         }
         next = e.source();
     }
@@ -175,7 +172,7 @@ mod tests {
         assert_eq!(io.read(&mut buf).await.unwrap(), 8);
         theirs.write_all(&[1u8; 8]).await.unwrap();
         let error = io.read(&mut buf).await.unwrap_err();
-        assert!(is_budget_spent(&error));
+        assert!(caused_by::<ReadBudgetSpent>(&error));
         budget.lift();
         theirs.write_all(&[1u8; 8]).await.unwrap();
         assert!(io.read(&mut buf).await.is_ok());

@@ -130,18 +130,6 @@ struct BodyLimits {
 #[error("the request body did not arrive in time")]
 pub struct BodyTimeout;
 
-/// Whether an error (or one of its sources) is [`BodyTimeout`].
-pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if e.downcast_ref::<BodyTimeout>().is_some() {
-            return true;
-        }
-        next = e.source();
-    }
-    false
-}
-
 /// A request body with a deadline of `grace + received / min_rate` from
 /// the start, moved on as bytes arrive: a body must keep coming at the
 /// minimum rate, and one that stops (or never starts) fails.

@@ -8,7 +8,7 @@
 
 use super::cursor::Cursors;
 use crate::chat::SendTarget;
-use crate::guarded_io::{is_budget_spent, ReadBudget};
+use crate::guarded_io::{caused_by, ReadBudget, ReadBudgetSpent};
 use crate::slots::IpSlot;
 use crate::App;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
@@ -519,7 +519,7 @@ fn classify_read_error(error: axum::Error) -> Closing {
     match error.into_inner().downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(_)) => Closing(Some((TOO_BIG, "frame too large"))),
         Some(tungstenite::Error::Utf8(_)) => Closing(Some((INVALID_DATA, "frame is not valid UTF-8"))),
-        Some(tungstenite::Error::Io(io)) if is_budget_spent(io) => {
+        Some(tungstenite::Error::Io(io)) if caused_by::<ReadBudgetSpent>(io) => {
             Closing(Some((TOO_BIG, "too much data before authentication")))
         }
         _ => Closing(None),
