@@ -3,46 +3,58 @@
 //! - a write that makes no progress for `write_timeout` fails, so a client
 //!   that asks and then stops reading cannot pin an answer (or a socket's
 //!   queue) in memory for as long as its TCP connection lives;
-//! - a read budget ([`ReadBudget`]) that a WebSocket spends before it has
-//!   authenticated, so an anonymous socket cannot make the server buffer
-//!   a large frame.
+//! - a read budget that a WebSocket spends before it has authenticated, so
+//!   an anonymous socket cannot make the server buffer a large frame.
+//!
+//! Both are steered through a shared [`Guard`]: the gateway sets the read
+//! budget at the upgrade, lifts it after `auth`, and takes over the write
+//! timeout (it closes a socket that does not read with 1013 itself).
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Bytes a connection may read in all; unlimited until a WebSocket
-/// upgrade sets a budget, and lifted again once the socket authenticates.
+/// The limits of one connection, shared between its I/O and whoever
+/// serves it. Reads are unlimited until a WebSocket upgrade sets a budget
+/// (lifted again once the socket authenticates); writes time out until
+/// the WebSocket takes over.
 #[derive(Debug)]
-pub struct ReadBudget {
+pub struct Guard {
     read: AtomicU64,
-    limit: AtomicU64,
+    read_limit: AtomicU64,
+    write_timeout_on: AtomicBool,
 }
 
-impl Default for ReadBudget {
+impl Default for Guard {
     fn default() -> Self {
-        ReadBudget { read: AtomicU64::new(0), limit: AtomicU64::new(u64::MAX) }
+        Guard { read: AtomicU64::new(0), read_limit: AtomicU64::new(u64::MAX), write_timeout_on: AtomicBool::new(true) }
     }
 }
 
-impl ReadBudget {
+impl Guard {
     /// From now on, at most `bytes` more may be read.
-    pub fn allow(&self, bytes: u64) {
-        self.limit.store(self.read.load(Relaxed).saturating_add(bytes), Relaxed);
+    pub fn allow_reads(&self, bytes: u64) {
+        self.read_limit.store(self.read.load(Relaxed).saturating_add(bytes), Relaxed);
     }
 
-    /// No limit any more.
-    pub fn lift(&self) {
-        self.limit.store(u64::MAX, Relaxed);
+    /// No read limit any more.
+    pub fn lift_read_limit(&self) {
+        self.read_limit.store(u64::MAX, Relaxed);
+    }
+
+    /// The caller enforces its own write deadline from now on (with a
+    /// close code the peer can read), so the I/O no longer does.
+    pub fn hand_over_write_timeout(&self) {
+        self.write_timeout_on.store(false, Relaxed);
     }
 }
 
-/// The read error of a connection that spent its [`ReadBudget`].
+/// The read error of a connection that spent its read budget.
 #[derive(Debug, thiserror::Error)]
 #[error("too many bytes before authentication")]
 pub struct ReadBudgetSpent;
@@ -68,17 +80,21 @@ pub struct GuardedIo<T> {
     /// Armed while a write waits for the peer; `None` otherwise, so an
     /// idle connection carries no timer.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-    budget: Arc<ReadBudget>,
+    guard: Arc<Guard>,
 }
 
 impl<T> GuardedIo<T> {
-    pub fn new(inner: T, write_timeout: Duration, budget: Arc<ReadBudget>) -> Self {
-        GuardedIo { inner, write_timeout, stalled: None, budget }
+    pub fn new(inner: T, write_timeout: Duration, guard: Arc<Guard>) -> Self {
+        GuardedIo { inner, write_timeout, stalled: None, guard }
     }
 
     /// Called when the inner write is pending: fails once it has been
     /// pending for `write_timeout` without progress.
     fn stall<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        if !self.guard.write_timeout_on.load(Relaxed) {
+            self.stalled = None;
+            return Poll::Pending;
+        }
         let timeout = self.write_timeout;
         let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match timer.as_mut().poll(cx) {
@@ -105,8 +121,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
             let n = (buf.filled().len() - before) as u64;
-            let read = this.budget.read.fetch_add(n, Relaxed) + n;
-            if read > this.budget.limit.load(Relaxed) {
+            let read = this.guard.read.fetch_add(n, Relaxed) + n;
+            if read > this.guard.read_limit.load(Relaxed) {
                 return Poll::Ready(Err(io::Error::other(ReadBudgetSpent)));
             }
         }
@@ -162,18 +178,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn writes_wait_without_a_deadline_once_handed_over() {
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let guard = Arc::new(Guard::default());
+        guard.hand_over_write_timeout();
+        let mut io = GuardedIo::new(ours, Duration::from_millis(20), guard);
+        let write = tokio::time::timeout(Duration::from_millis(200), io.write_all(&[0u8; 4096])).await;
+        assert!(write.is_err(), "the write should still be waiting");
+    }
+
+    #[tokio::test]
     async fn reads_stop_when_the_budget_is_spent() {
         let (ours, mut theirs) = tokio::io::duplex(1024);
-        let budget = Arc::new(ReadBudget::default());
+        let budget = Arc::new(Guard::default());
         let mut io = GuardedIo::new(ours, Duration::from_secs(1), budget.clone());
-        budget.allow(10);
+        budget.allow_reads(10);
         theirs.write_all(&[1u8; 8]).await.unwrap();
         let mut buf = [0u8; 64];
         assert_eq!(io.read(&mut buf).await.unwrap(), 8);
         theirs.write_all(&[1u8; 8]).await.unwrap();
         let error = io.read(&mut buf).await.unwrap_err();
         assert!(caused_by::<ReadBudgetSpent>(&error));
-        budget.lift();
+        budget.lift_read_limit();
         theirs.write_all(&[1u8; 8]).await.unwrap();
         assert!(io.read(&mut buf).await.is_ok());
     }

@@ -18,7 +18,7 @@
 //! A WebSocket leaves this stage when it upgrades and counts against
 //! `max_connections` instead.
 
-use crate::guarded_io::{GuardedIo, ReadBudget};
+use crate::guarded_io::{Guard, GuardedIo};
 use crate::slots::IpSlots;
 use crate::App;
 use axum::extract::ConnectInfo;
@@ -75,12 +75,12 @@ where
                 }
             }
         };
-        let budget = Arc::new(ReadBudget::default());
-        let io = GuardedIo::new(io, app.config.write_timeout(), budget.clone());
+        let guard = Arc::new(Guard::default());
+        let io = GuardedIo::new(io, app.config.write_timeout(), guard.clone());
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            request.extensions_mut().insert(budget.clone());
+            request.extensions_mut().insert(guard.clone());
             let request = request.map(|body| {
                 if body.is_end_stream() {
                     axum::body::Body::new(body)

@@ -8,7 +8,7 @@
 
 use super::cursor::Cursors;
 use crate::chat::SendTarget;
-use crate::guarded_io::{caused_by, ReadBudget, ReadBudgetSpent};
+use crate::guarded_io::{caused_by, Guard, ReadBudgetSpent};
 use crate::slots::IpSlot;
 use crate::App;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
@@ -54,18 +54,21 @@ struct Connection {
 /// budget (lifted then) and its place among the address's anonymous
 /// sockets (given back then).
 pub(super) struct PreAuth {
-    pub budget: Arc<ReadBudget>,
+    pub guard: Arc<Guard>,
     pub slot: Option<IpSlot>,
 }
 
 pub(super) async fn run(app: Arc<App>, ws: WebSocket, session: Option<Session>, pre_auth: PreAuth) {
+    // Every write below has its own deadline, which closes a peer that
+    // does not read with 1013 (the I/O's own would just drop it).
+    pre_auth.guard.hand_over_write_timeout();
     let mut conn = Connection { app, ws, last_seen: Instant::now(), outgoing: Vec::new() };
     let authenticated = match session {
         Some(session) => Ok(session),
         None => conn.authenticate().await,
     };
-    let PreAuth { budget, slot } = pre_auth;
-    budget.lift();
+    let PreAuth { guard, slot } = pre_auth;
+    guard.lift_read_limit();
     drop(slot);
     let outcome = match authenticated {
         Ok(session) => conn.serve(session).await,

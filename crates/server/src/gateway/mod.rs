@@ -7,7 +7,7 @@ mod cursor;
 
 use crate::api::{extract_bearer, ClientIp};
 use crate::error::ApiError;
-use crate::guarded_io::ReadBudget;
+use crate::guarded_io::Guard;
 use crate::App;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::State;
@@ -33,7 +33,7 @@ pub async fn upgrade(
     State(app): State<Arc<App>>,
     ClientIp(client): ClientIp,
     headers: HeaderMap,
-    budget: Option<axum::Extension<Arc<ReadBudget>>>,
+    guard: Option<axum::Extension<Arc<Guard>>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = match ws {
@@ -66,7 +66,7 @@ pub async fn upgrade(
     };
     // An anonymous socket holds little until it authenticates: a small
     // read budget, and one of few places per address.
-    let budget = budget.map(|b| b.0).unwrap_or_default();
+    let guard = guard.map(|g| g.0).unwrap_or_default();
     let anonymous = match session {
         Some(_) => None,
         None => {
@@ -74,7 +74,7 @@ pub async fn upgrade(
             let Some(slot) = app.unauthenticated_slots.take(client, max) else {
                 return ApiError(WireError::rate_limited(1_000)).into_response();
             };
-            budget.allow(PRE_AUTH_BYTES);
+            guard.allow_reads(PRE_AUTH_BYTES);
             Some(slot)
         }
     };
@@ -85,7 +85,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             let tracker = app.connections.clone();
             tracker.track_future(async move {
-                connection::run(app, socket, session, connection::PreAuth { budget, slot: anonymous }).await;
+                connection::run(app, socket, session, connection::PreAuth { guard, slot: anonymous }).await;
                 drop(slot);
             })
         })
