@@ -131,11 +131,7 @@ pub async fn run(mut args: BenchArgs, exe: &Path) -> Result<Report> {
     let base = server.base_url.clone();
     let api = Api::new(&base);
     let duration = Duration::from_secs_f64(args.duration_s);
-    let mut report = Report {
-        machine: machine_summary(),
-        server: base.clone(),
-        ..Report::default()
-    };
+    let mut report = Report { machine: machine_summary(), server: base.clone(), ..Report::default() };
     if let Some(dir) = &server.data_dir {
         report.fsync_per_s = fsync::fsyncs_per_second(dir, Duration::from_secs(1)).ok();
     }
@@ -162,7 +158,11 @@ pub async fn run(mut args: BenchArgs, exe: &Path) -> Result<Report> {
     }
     if args.wants("group") {
         let bar = progress("group", duration.as_millis() as u64);
-        let run = scenarios::RunShape { pace: Pace::Open { rate_per_s: args.group_rate }, payload_bytes: args.payload_bytes, duration };
+        let run = scenarios::RunShape {
+            pace: Pace::Open { rate_per_s: args.group_rate },
+            payload_bytes: args.payload_bytes,
+            duration,
+        };
         let members = &users[..args.groups * args.group_size];
         let outcome = scenarios::group(&api, &base, members, args.group_size, run, &bar).await?;
         bar.finish_and_clear();
@@ -178,7 +178,10 @@ pub async fn run(mut args: BenchArgs, exe: &Path) -> Result<Report> {
         bar.finish_and_clear();
         report.scenarios.push(ScenarioReport {
             name: "reconnect".into(),
-            params: format!("{} members reconnecting every 50-200 ms while 50 msgs/s flow, {} s", args.churners, args.duration_s),
+            params: format!(
+                "{} members reconnecting every 50-200 ms while 50 msgs/s flow, {} s",
+                args.churners, args.duration_s
+            ),
             messages_per_s: Some(churn.messages as f64 / churn.elapsed.as_secs_f64()),
             deliveries_per_s: None,
             send_ack: None,
@@ -242,7 +245,13 @@ fn load_report(name: &str, params: String, o: &LoadOutcome) -> ScenarioReport {
     }
 }
 
-async fn direct(args: &BenchArgs, api: &Api, base: &str, users: &[BenchUser], duration: Duration) -> Result<Vec<ScenarioReport>> {
+async fn direct(
+    args: &BenchArgs,
+    api: &Api,
+    base: &str,
+    users: &[BenchUser],
+    duration: Duration,
+) -> Result<Vec<ScenarioReport>> {
     let pairs = &users[..args.pairs * 2];
     let shape = |pace| scenarios::RunShape { pace, payload_bytes: args.payload_bytes, duration };
     let closed = shape(Pace::Closed { window: args.window });
@@ -254,7 +263,10 @@ async fn direct(args: &BenchArgs, api: &Api, base: &str, users: &[BenchUser], du
         let o = scenarios::direct_relay(&relay_url, args.pairs, closed, &bar).await?;
         bar.finish_and_clear();
         relay_rate = Some(o.acked as f64 / o.elapsed.as_secs_f64());
-        let params = format!("bare relay (no auth, no store), {} pairs, window {}, {} s", args.pairs, args.window, args.duration_s);
+        let params = format!(
+            "bare relay (no auth, no store), {} pairs, window {}, {} s",
+            args.pairs, args.window, args.duration_s
+        );
         reports.push(load_report("direct-relay", params, &o));
     }
     let bar = progress("direct max", duration.as_millis() as u64);
@@ -282,7 +294,13 @@ async fn direct(args: &BenchArgs, api: &Api, base: &str, users: &[BenchUser], du
     Ok(reports)
 }
 
-async fn idle(args: &BenchArgs, base: &str, users: &[BenchUser], server: &ServerUnderTest, exe: &Path) -> Result<ScenarioReport> {
+async fn idle(
+    args: &BenchArgs,
+    base: &str,
+    users: &[BenchUser],
+    server: &ServerUnderTest,
+    exe: &Path,
+) -> Result<ScenarioReport> {
     let tokens: Vec<String> = users[..args.idle_users.max(1)].iter().map(|u| u.token.clone()).collect();
     let token_for = |i: usize| tokens[i % tokens.len()].clone();
     let own = args.connections.min(args.per_process);
@@ -310,7 +328,8 @@ async fn idle(args: &BenchArgs, base: &str, users: &[BenchUser], server: &Server
     for (_, out) in &mut workers {
         let mut line = String::new();
         out.read_line(&mut line)?;
-        let held: usize = line.trim().strip_prefix("connected ").and_then(|n| n.parse().ok()).context("worker failed")?;
+        let held: usize =
+            line.trim().strip_prefix("connected ").and_then(|n| n.parse().ok()).context("worker failed")?;
         outcome.connections += held;
     }
     bar.finish_and_clear();
@@ -358,11 +377,8 @@ pub struct WorkerArgs {
 
 /// Holds idle connections for the main bench process until its stdin closes.
 pub async fn worker(args: WorkerArgs) -> Result<()> {
-    let tokens: Vec<String> = std::env::var("CHINWAG_BENCH_TOKENS")
-        .context("CHINWAG_BENCH_TOKENS")?
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    let tokens: Vec<String> =
+        std::env::var("CHINWAG_BENCH_TOKENS").context("CHINWAG_BENCH_TOKENS")?.split(',').map(str::to_owned).collect();
     let (outcome, clients) = scenarios::idle(&args.url, &tokens, args.first_index, None).await?;
     println!("connected {}", outcome.connections);
     std::io::stdout().flush()?;

@@ -76,10 +76,8 @@ pub async fn run(
     let (expect_tx, expect_rx) = watch::channel::<Option<HashMap<ChannelId, i64>>>(None);
     let senders: Vec<(ClientHandle, ChannelId)> =
         participants.iter().filter_map(|p| p.sends_to.map(|c| (p.client.handle(), c))).collect();
-    let receivers: Vec<_> = participants
-        .into_iter()
-        .map(|p| tokio::spawn(receive(p.client, expect_rx.clone(), drain)))
-        .collect();
+    let receivers: Vec<_> =
+        participants.into_iter().map(|p| tokio::spawn(receive(p.client, expect_rx.clone(), drain))).collect();
 
     let padding = "x".repeat(payload_bytes.saturating_sub(21));
     let start = Instant::now();
@@ -199,8 +197,17 @@ async fn send_one(handle: &ClientHandle, channel: ChannelId, text: &str, schedul
 
 /// Reads one connection's events until told what to expect and it has all
 /// of it (or `drain` passed).
-async fn receive(mut client: Client, mut expect: watch::Receiver<Option<HashMap<ChannelId, i64>>>, drain: Duration) -> Received {
-    let mut r = Received { deliver: Hist::default(), deliveries: 0, correctness: Correctness::default(), tracks: HashMap::new() };
+async fn receive(
+    mut client: Client,
+    mut expect: watch::Receiver<Option<HashMap<ChannelId, i64>>>,
+    drain: Duration,
+) -> Received {
+    let mut r = Received {
+        deliver: Hist::default(),
+        deliveries: 0,
+        correctness: Correctness::default(),
+        tracks: HashMap::new(),
+    };
     let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
         if let Some(expected) = expect.borrow().as_ref() {

@@ -4,7 +4,9 @@
 //! tokens name the user and channels: `relay:<user>:<ch>.<ch>...`.
 
 use anyhow::Result;
-use chinwag_proto::{Channel, ChannelId, ChannelKind, ClientFrame, DeviceId, Message, MessageId, ServerFrame, User, UserId};
+use chinwag_proto::{
+    Channel, ChannelId, ChannelKind, ClientFrame, DeviceId, Message, MessageId, ServerFrame, User, UserId,
+};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -84,12 +86,8 @@ async fn serve(ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, ro
             ClientFrame::Auth { token } => {
                 let mut parts = token.split(':').skip(1);
                 user = UserId(parts.next().and_then(|u| u.parse().ok()).unwrap_or(0));
-                let channels: Vec<ChannelId> = parts
-                    .next()
-                    .unwrap_or("")
-                    .split('.')
-                    .filter_map(|c| c.parse().ok().map(ChannelId))
-                    .collect();
+                let channels: Vec<ChannelId> =
+                    parts.next().unwrap_or("").split('.').filter_map(|c| c.parse().ok().map(ChannelId)).collect();
                 {
                     let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
                     for &c in &channels {
@@ -97,7 +95,12 @@ async fn serve(ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, ro
                     }
                 }
                 let ready = ServerFrame::Ready {
-                    user: User { id: user, username: format!("u{}", user.0), display_name: String::new(), created_at: 0 },
+                    user: User {
+                        id: user,
+                        username: format!("u{}", user.0),
+                        display_name: String::new(),
+                        created_at: 0,
+                    },
                     device_id: DeviceId(user.0),
                     heartbeat_interval_ms: 5000,
                     channels: channels.iter().map(|&id| relay_channel(id, user)).collect(),

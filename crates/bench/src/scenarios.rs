@@ -45,7 +45,11 @@ pub async fn make_users(api: &Api, prefix: &str, n: usize) -> Result<Vec<BenchUs
 }
 
 /// Connects one client per token, many at a time.
-pub async fn connect_all(base_url: &str, tokens: &[String], bind: impl Fn(usize) -> Option<IpAddr>) -> Result<Vec<Client>> {
+pub async fn connect_all(
+    base_url: &str,
+    tokens: &[String],
+    bind: impl Fn(usize) -> Option<IpAddr>,
+) -> Result<Vec<Client>> {
     let gate = Arc::new(Semaphore::new(256));
     let mut tasks = Vec::new();
     for (i, token) in tokens.iter().enumerate() {
@@ -81,7 +85,13 @@ pub struct RunShape {
 }
 
 /// `pairs` pairs of users, each pair chatting in its direct channel.
-pub async fn direct(api: &Api, base_url: &str, users: &[BenchUser], run: RunShape, progress: &ProgressBar) -> Result<LoadOutcome> {
+pub async fn direct(
+    api: &Api,
+    base_url: &str,
+    users: &[BenchUser],
+    run: RunShape,
+    progress: &ProgressBar,
+) -> Result<LoadOutcome> {
     let mut channel_of = Vec::with_capacity(users.len());
     for pair in users.chunks_exact(2) {
         let channel = api.direct(&pair[0].token, pair[1].id).await?.id;
@@ -123,7 +133,14 @@ pub async fn direct_relay(relay_url: &str, pairs: usize, run: RunShape, progress
 }
 
 /// Groups of `size` members, every member sending.
-pub async fn group(api: &Api, base_url: &str, users: &[BenchUser], size: usize, run: RunShape, progress: &ProgressBar) -> Result<LoadOutcome> {
+pub async fn group(
+    api: &Api,
+    base_url: &str,
+    users: &[BenchUser],
+    size: usize,
+    run: RunShape,
+    progress: &ProgressBar,
+) -> Result<LoadOutcome> {
     let mut channel_of = Vec::new();
     for members in users.chunks_exact(size) {
         let ids: Vec<UserId> = members.iter().map(|m| m.id).collect();
@@ -146,7 +163,12 @@ pub struct IdleOutcome {
 /// Opens `tokens.len()` authenticated connections and holds them; reports
 /// the server's memory growth per connection. Returns the clients so the
 /// caller decides when to drop them.
-pub async fn idle(base_url: &str, tokens: &[String], first_index: usize, server_pid: Option<u32>) -> Result<(IdleOutcome, Vec<Client>)> {
+pub async fn idle(
+    base_url: &str,
+    tokens: &[String],
+    first_index: usize,
+    server_pid: Option<u32>,
+) -> Result<(IdleOutcome, Vec<Client>)> {
     let before = server_pid.and_then(rss_of);
     let start = Instant::now();
     let clients = connect_all(base_url, tokens, |i| spread_bind(first_index + i)).await?;

@@ -30,7 +30,11 @@ impl ServerUnderTest {
         let (dir, temp) = match data_dir {
             Some(dir) => (dir, None),
             None => {
-                let dir = std::env::temp_dir().join(format!("chinwag-bench-{}-{}", std::process::id(), rand::random::<u32>()));
+                let dir = std::env::temp_dir().join(format!(
+                    "chinwag-bench-{}-{}",
+                    std::process::id(),
+                    rand::random::<u32>()
+                ));
                 (dir.clone(), Some(TempDir(dir)))
             }
         };
@@ -79,7 +83,13 @@ impl ServerUnderTest {
 
     /// A server someone else runs; `pid` enables memory figures.
     pub fn external(base_url: &str, pid: Option<u32>) -> Self {
-        ServerUnderTest { base_url: base_url.trim_end_matches('/').to_owned(), child: None, pid, data_dir: None, _temp: None }
+        ServerUnderTest {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            child: None,
+            pid,
+            data_dir: None,
+            _temp: None,
+        }
     }
 
     /// Resident memory of the server process, when it can be read.

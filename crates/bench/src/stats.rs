@@ -108,10 +108,7 @@ impl ChannelTrack {
 /// Nanoseconds since the Unix epoch: a clock shared by every process on
 /// the machine, so a receiver can time a message sent by another process.
 pub fn epoch_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 /// The send time embedded at the start of a benchmark message.

@@ -14,7 +14,7 @@ pub use discovery::{Discovery, GatewayInfo, LocalDiscovery};
 pub use registry::{Registry, Subscription};
 
 use bytes::Bytes;
-use chinwag_proto::{Channel, Invitation, ChannelId, DeviceId, Message, MessageId, PresenceStatus, UserId};
+use chinwag_proto::{Channel, ChannelId, DeviceId, Invitation, Message, MessageId, PresenceStatus, UserId};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
 

@@ -73,10 +73,19 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         }
         AdminCommand::Enable { .. } => {
             let user = &answer["user"];
-            println!("{} (id {}) is enabled; it may log in again", user["username"].as_str().unwrap_or("?"), user["id"]);
+            println!(
+                "{} (id {}) is enabled; it may log in again",
+                user["username"].as_str().unwrap_or("?"),
+                user["id"]
+            );
         }
         AdminCommand::Backup { .. } => {
-            println!("backup written to {} ({} bytes in {} ms)", answer["path"].as_str().unwrap_or("?"), answer["bytes"], answer["millis"]);
+            println!(
+                "backup written to {} ({} bytes in {} ms)",
+                answer["path"].as_str().unwrap_or("?"),
+                answer["bytes"],
+                answer["millis"]
+            );
         }
     }
     Ok(())
@@ -91,7 +100,11 @@ fn print_users(answer: &Value) {
         let field = |key: &str| user[key].to_string();
         println!(
             "{:>8}  {:<32} {:<10} {:>7} {:>7}  {last}",
-            field("id"), user["username"].as_str().unwrap_or("?"), status, field("devices"), field("sockets")
+            field("id"),
+            user["username"].as_str().unwrap_or("?"),
+            status,
+            field("devices"),
+            field("sockets")
         );
     }
     if let Some(next) = answer["next_after"].as_i64() {
@@ -105,9 +118,8 @@ async fn request(socket: &Path, method: &str, path: &str, body: Option<Value>) -
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .with_context(|| format!("connecting to {} (is the server running on this data dir?)", socket.display()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("talking to the admin socket")?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.context("talking to the admin socket")?;
     tokio::spawn(connection);
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = hyper::Request::builder()

@@ -128,7 +128,8 @@ async fn serve(settings: Settings) -> Result<()> {
     let addr = listener.local_addr()?;
     let metrics_listener = match settings.metrics_listen {
         Some(at) => {
-            let metrics = tokio::net::TcpListener::bind(at).await.with_context(|| format!("listening on {at} for metrics"))?;
+            let metrics =
+                tokio::net::TcpListener::bind(at).await.with_context(|| format!("listening on {at} for metrics"))?;
             Some(metrics)
         }
         None => None,

@@ -147,22 +147,54 @@ impl Settings {
     /// Fills what `self` lacks from `lower`.
     pub fn or(self, lower: Settings) -> Settings {
         merge_fields!(
-            self, lower, listen, data_dir, heartbeat_interval_ms, heartbeat_timeout_ms,
-            auth_timeout_ms, outbound_queue_frames, write_timeout_ms, send_rate_per_s,
-            send_burst, typing_rate_per_s, request_rate_per_s, request_burst, gap_fill_delay_ms, presence_offline_grace_ms,
-            public_ws_url, push_coalesce_ms, push_retry_base_ms, push_preview_chars, push_timeout_ms, push_private_targets, vapid_subject,
-            max_connections, max_connections_per_ip, max_connections_per_user,
-            max_http_connections, max_http_connections_per_ip, max_unauthenticated_connections_per_ip,
-            http_header_timeout_ms, http_body_timeout_ms, http_body_min_bytes_per_s, max_channels_per_user,
-            login_rate_per_account_per_ip_per_min, login_rate_per_account_per_min, login_rate_per_ip_per_min,
-            signup_rate_per_ip_per_min, allowed_origins, trusted_proxies, metrics_listen, tls_cert, tls_key
+            self,
+            lower,
+            listen,
+            data_dir,
+            heartbeat_interval_ms,
+            heartbeat_timeout_ms,
+            auth_timeout_ms,
+            outbound_queue_frames,
+            write_timeout_ms,
+            send_rate_per_s,
+            send_burst,
+            typing_rate_per_s,
+            request_rate_per_s,
+            request_burst,
+            gap_fill_delay_ms,
+            presence_offline_grace_ms,
+            public_ws_url,
+            push_coalesce_ms,
+            push_retry_base_ms,
+            push_preview_chars,
+            push_timeout_ms,
+            push_private_targets,
+            vapid_subject,
+            max_connections,
+            max_connections_per_ip,
+            max_connections_per_user,
+            max_http_connections,
+            max_http_connections_per_ip,
+            max_unauthenticated_connections_per_ip,
+            http_header_timeout_ms,
+            http_body_timeout_ms,
+            http_body_min_bytes_per_s,
+            max_channels_per_user,
+            login_rate_per_account_per_ip_per_min,
+            login_rate_per_account_per_min,
+            login_rate_per_ip_per_min,
+            signup_rate_per_ip_per_min,
+            allowed_origins,
+            trusted_proxies,
+            metrics_listen,
+            tls_cert,
+            tls_key
         )
     }
 
     /// Reads a TOML config file.
     pub fn from_file(path: &Path) -> Result<Settings> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
     }
 
@@ -234,7 +266,9 @@ impl Settings {
             login_rate_per_account_per_ip_per_min: self
                 .login_rate_per_account_per_ip_per_min
                 .unwrap_or(d.login_rate_per_account_per_ip_per_min),
-            login_rate_per_account_per_min: self.login_rate_per_account_per_min.unwrap_or(d.login_rate_per_account_per_min),
+            login_rate_per_account_per_min: self
+                .login_rate_per_account_per_min
+                .unwrap_or(d.login_rate_per_account_per_min),
             login_rate_per_ip_per_min: self.login_rate_per_ip_per_min.unwrap_or(d.login_rate_per_ip_per_min),
             signup_rate_per_ip_per_min: self.signup_rate_per_ip_per_min.unwrap_or(d.signup_rate_per_ip_per_min),
             allowed_origins: self.allowed_origins.clone().unwrap_or(d.allowed_origins),

@@ -44,15 +44,22 @@ fn http_from(source: [u8; 4]) -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_time_out_and_one_address_cannot_take_the_http_stage() {
     let server = TestServer::start_with(&[
-        "--max-http-connections", "40", "--max-http-connections-per-ip", "8",
-        "--http-body-timeout-ms", "800", "--http-body-min-bytes-per-s", "1000",
+        "--max-http-connections",
+        "40",
+        "--max-http-connections-per-ip",
+        "8",
+        "--http-body-timeout-ms",
+        "800",
+        "--http-body-min-bytes-per-s",
+        "1000",
     ]);
     let alice = server.user("alice").await;
     // Eight connections from one address send a body a byte at a time.
     let mut slow = Vec::new();
     for _ in 0..8 {
         let mut tcp = tcp_from(&server, [127, 0, 0, 7]).await;
-        let head = "POST /v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+        let head =
+            "POST /v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
         tcp.write_all(head.as_bytes()).await.unwrap();
         slow.push(tcp);
     }
@@ -83,7 +90,12 @@ async fn slow_bodies_time_out_and_one_address_cannot_take_the_http_stage() {
     }
     // A body that never starts times out the same way.
     let mut silent = tcp_from(&server, [127, 0, 0, 7]).await;
-    silent.write_all(b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n").await.unwrap();
+    silent
+        .write_all(
+            b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n",
+        )
+        .await
+        .unwrap();
     let answer = read_until_closed(&mut silent, Duration::from_secs(5)).await.expect("a silent body was kept");
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
@@ -94,13 +106,18 @@ async fn slow_bodies_time_out_and_one_address_cannot_take_the_http_stage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_are_bounded_and_a_client_that_does_not_read_is_dropped() {
-    let server = TestServer::start_with(&["--write-timeout-ms", "500", "--send-rate-per-s", "1000", "--send-burst", "1000"]);
+    let server =
+        TestServer::start_with(&["--write-timeout-ms", "500", "--send-rate-per-s", "1000", "--send-burst", "1000"]);
     let (alice, _bob, channel) = server.alice_and_bob().await;
     // Texts of control characters take six bytes each once escaped.
     let long = format!("@bob needle {}", "\u{1}".repeat(99_980));
     for i in 0..12 {
         let (status, body) = server
-            .post(&format!("/v1/channels/{channel}/messages"), &alice.token, json!({"client_msg_id": format!("l{i}"), "text": long}))
+            .post(
+                &format!("/v1/channels/{channel}/messages"),
+                &alice.token,
+                json!({"client_msg_id": format!("l{i}"), "text": long}),
+            )
             .await;
         assert_eq!(status, 201, "{body}");
     }
@@ -144,7 +161,8 @@ async fn answers_are_bounded_and_a_client_that_does_not_read_is_dropped() {
         tcp.write_all(request.as_bytes()).await.unwrap();
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let read = read_until_closed(&mut tcp, Duration::from_secs(10)).await.expect("the stalled connection was kept open");
+    let read =
+        read_until_closed(&mut tcp, Duration::from_secs(10)).await.expect("the stalled connection was kept open");
     assert!(read.len() < 39 * history.len(), "every answer was delivered: {} bytes", read.len());
 }
 
@@ -217,7 +235,10 @@ async fn data_files_are_private_whatever_the_umask() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn someone_elses_failed_logins_never_lock_the_owner_out() {
     let server = TestServer::start_with(&[
-        "--login-rate-per-account-per-ip-per-min", "10", "--login-rate-per-account-per-min", "25",
+        "--login-rate-per-account-per-ip-per-min",
+        "10",
+        "--login-rate-per-account-per-min",
+        "25",
     ]);
     server.user("alice").await; // logs in once from 127.0.0.1
     let login = |source: [u8; 4], password: &'static str| {
@@ -299,7 +320,8 @@ async fn weak_passwords_and_deceptive_names_are_refused() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["user"]["display_name"], "Zo\u{00EB}");
     let token = server.login("zoe").await;
-    let (status, _) = server.call("PATCH", "/v1/users/me", Some(&token), Some(json!({"display_name": "a\u{202D}b"}))).await;
+    let (status, _) =
+        server.call("PATCH", "/v1/users/me", Some(&token), Some(json!({"display_name": "a\u{202D}b"}))).await;
     assert_eq!(status, 400);
     let (status, body) = server.post("/v1/channels", &token, json!({"name": "team\u{200F}", "member_ids": []})).await;
     assert_eq!(status, 400, "{body}");
@@ -313,7 +335,11 @@ async fn search_with_a_nul_and_keys_reused_across_channels_get_clear_answers() {
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
     // Mallory reuses Alice's message key against a channel she is not in.
     let (status, _) = server
-        .post(&format!("/v1/channels/{channel}/messages"), &alice.token, json!({"client_msg_id": "k1", "text": "private"}))
+        .post(
+            &format!("/v1/channels/{channel}/messages"),
+            &alice.token,
+            json!({"client_msg_id": "k1", "text": "private"}),
+        )
         .await;
     assert_eq!(status, 201);
     let mallory = server.user("mallory").await;
@@ -330,9 +356,16 @@ async fn search_with_a_nul_and_keys_reused_across_channels_get_clear_answers() {
     let carol = server.user("carol").await;
     let other = server.direct(&alice, &carol).await;
     let (status, body) = server
-        .post(&format!("/v1/channels/{other}/messages"), &alice.token, json!({"client_msg_id": "k1", "text": "hi carol"}))
+        .post(
+            &format!("/v1/channels/{other}/messages"),
+            &alice.token,
+            json!({"client_msg_id": "k1", "text": "hi carol"}),
+        )
         .await;
-    assert_eq!((status, body["message"]["channel_id"].as_i64(), body["message"]["text"].as_str()), (201, Some(other), Some("hi carol")));
+    assert_eq!(
+        (status, body["message"]["channel_id"].as_i64(), body["message"]["text"].as_str()),
+        (201, Some(other), Some("hi carol"))
+    );
 }
 
 #[tokio::test]
@@ -373,15 +406,20 @@ async fn who_left_a_group_is_invited_back_not_added() {
     let bob = server.user("bob").await;
     let group = server.group(&alice, &[&bob]).await;
     let (mut b, _) = server.connect(&bob.token).await;
-    let (status, _) = server.call("DELETE", &format!("/v1/channels/{group}/members/{}", bob.id), Some(&bob.token), None).await;
+    let (status, _) =
+        server.call("DELETE", &format!("/v1/channels/{group}/members/{}", bob.id), Some(&bob.token), None).await;
     assert_eq!(status, 204);
     b.next_of("channel_removed").await;
     // Alice cannot put him back; she invites him.
-    let (status, body) = server.post(&format!("/v1/channels/{group}/members"), &alice.token, json!({"user_id": bob.id})).await;
+    let (status, body) =
+        server.post(&format!("/v1/channels/{group}/members"), &alice.token, json!({"user_id": bob.id})).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["invitation"]["channel_id"], group);
     let invited = b.next_of("invitation").await;
-    assert_eq!((invited["invitation"]["channel_id"].as_i64(), invited["invitation"]["invited_by"].as_i64()), (Some(group), Some(alice.id)));
+    assert_eq!(
+        (invited["invitation"]["channel_id"].as_i64(), invited["invitation"]["invited_by"].as_i64()),
+        (Some(group), Some(alice.id))
+    );
     assert_eq!(server.get(&format!("/v1/channels/{group}"), &bob.token).await.0, 404, "not a member until he accepts");
     let (_, list) = server.get("/v1/invitations", &bob.token).await;
     assert_eq!(list["invitations"].as_array().unwrap().len(), 1);
@@ -418,7 +456,10 @@ async fn a_blocked_user_cannot_message_add_or_watch_the_blocker() {
     // Presence: Mallory shares a group with Bob, but sees nothing of Alice.
     let (mut a, _) = server.connect(&alice.token).await;
     let (_, presence) = server.get(&format!("/v1/presence?user_ids={}", alice.id), &mallory.token).await;
-    assert_eq!((presence["presence"][0]["status"].as_str(), presence["presence"][0]["last_active_at"].is_null()), (Some("offline"), true));
+    assert_eq!(
+        (presence["presence"][0]["status"].as_str(), presence["presence"][0]["last_active_at"].is_null()),
+        (Some("offline"), true)
+    );
     // A block between people who talk already stops their direct channel.
     server.call("PUT", &format!("/v1/blocks/{}", alice.id), Some(&bob.token), None).await;
     assert_eq!(a.send_text(channel, "blocked", "hello?").await["code"], "forbidden");
@@ -450,7 +491,10 @@ async fn presence_is_shown_only_to_fellow_members_and_accepted_contacts() {
         let server = &server;
         async move {
             let (_, body) = server.get(&format!("/v1/presence?user_ids={}", alice.id), &token).await;
-            (body["presence"][0]["status"].as_str().unwrap().to_string(), body["presence"][0]["last_active_at"].is_null())
+            (
+                body["presence"][0]["status"].as_str().unwrap().to_string(),
+                body["presence"][0]["last_active_at"].is_null(),
+            )
         }
     };
     assert_eq!(ask(stranger.token.clone()).await, ("offline".to_string(), true), "a stranger learns nothing");
@@ -467,7 +511,8 @@ async fn nobody_can_be_buried_in_channels() {
         server.group(&attacker, &[&victim]).await;
     }
     let mallory = server.user("mallory").await;
-    let (status, body) = server.post("/v1/channels", &mallory.token, json!({"name": "more", "member_ids": [victim.id]})).await;
+    let (status, body) =
+        server.post("/v1/channels", &mallory.token, json!({"name": "more", "member_ids": [victim.id]})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
     let (status, _) = server.post("/v1/channels/direct", &mallory.token, json!({"user_id": victim.id})).await;
     assert_eq!(status, 403);

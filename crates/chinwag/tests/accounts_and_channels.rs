@@ -31,14 +31,18 @@ async fn signup_validates_and_usernames_are_case_insensitive() {
     assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad_request")));
     // Login is case-insensitive too, and each login is a new device.
     let (s, b) = server
-        .call("POST", "/v1/sessions", None, Some(json!({"username": "Alice.W_1", "password": PASSWORD, "device_name": "phone"})))
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some(json!({"username": "Alice.W_1", "password": PASSWORD, "device_name": "phone"})),
+        )
         .await;
     assert_eq!(s, 201, "{b}");
     let first_device = b["device_id"].as_i64().unwrap();
     assert_eq!(b["user"]["username"], "alice.w_1");
-    let (_, b2) = server
-        .call("POST", "/v1/sessions", None, Some(json!({"username": "alice.w_1", "password": PASSWORD})))
-        .await;
+    let (_, b2) =
+        server.call("POST", "/v1/sessions", None, Some(json!({"username": "alice.w_1", "password": PASSWORD}))).await;
     assert_ne!(b2["device_id"].as_i64().unwrap(), first_device);
     assert_ne!(b2["token"], b["token"]);
     for (user, pw) in [("alice.w_1", "wrong password"), ("nobody", PASSWORD)] {
@@ -54,7 +58,8 @@ async fn profiles_and_lookups() {
     let bob = server.user("bob").await;
     let (s, b) = server.get("/v1/users/me", &alice.token).await;
     assert_eq!((s, b["user"]["id"].as_i64()), (200, Some(alice.id)));
-    let (s, b) = server.call("PATCH", "/v1/users/me", Some(&alice.token), Some(json!({"display_name": "Alice 🌸"}))).await;
+    let (s, b) =
+        server.call("PATCH", "/v1/users/me", Some(&alice.token), Some(json!({"display_name": "Alice 🌸"}))).await;
     assert_eq!((s, b["user"]["display_name"].as_str()), (200, Some("Alice 🌸")));
     let (s, b) = server.get(&format!("/v1/users/{}", bob.id), &alice.token).await;
     assert_eq!((s, b["user"]["username"].as_str()), (200, Some("bob")));
@@ -169,9 +174,11 @@ async fn members_join_and_leave_with_live_events() {
     assert_eq!(carol_ws.next_of("message").await["text"], "hello all");
 
     // Only the creator removes others; members may leave.
-    let (s, b) = server.call("DELETE", &format!("/v1/channels/{group}/members/{}", carol.id), Some(&bob.token), None).await;
+    let (s, b) =
+        server.call("DELETE", &format!("/v1/channels/{group}/members/{}", carol.id), Some(&bob.token), None).await;
     assert_eq!((s, b["error"]["code"].as_str()), (403, Some("forbidden")));
-    let (s, _) = server.call("DELETE", &format!("/v1/channels/{group}/members/{}", carol.id), Some(&alice.token), None).await;
+    let (s, _) =
+        server.call("DELETE", &format!("/v1/channels/{group}/members/{}", carol.id), Some(&alice.token), None).await;
     assert_eq!(s, 204);
     let removed = carol_ws.next_of("channel_removed").await;
     assert_eq!(removed["channel_id"], group);
@@ -180,7 +187,8 @@ async fn members_join_and_leave_with_live_events() {
     carol_ws.quiet("message", Duration::from_millis(500)).await;
     let (s, _) = server.get(&format!("/v1/channels/{group}"), &carol.token).await;
     assert_eq!(s, 404);
-    let (s, _) = server.call("DELETE", &format!("/v1/channels/{group}/members/{}", bob.id), Some(&bob.token), None).await;
+    let (s, _) =
+        server.call("DELETE", &format!("/v1/channels/{group}/members/{}", bob.id), Some(&bob.token), None).await;
     assert_eq!(s, 204);
     assert_eq!(bob_ws.next_of("channel_removed").await["channel_id"], group);
     let (s, b) = server.get(&format!("/v1/channels/{group}"), &alice.token).await;
@@ -188,7 +196,8 @@ async fn members_join_and_leave_with_live_events() {
 
     // Direct channels have fixed members.
     let direct = server.direct(&alice, &bob).await;
-    let (s, b) = server.post(&format!("/v1/channels/{direct}/members"), &alice.token, json!({"user_id": carol.id})).await;
+    let (s, b) =
+        server.post(&format!("/v1/channels/{direct}/members"), &alice.token, json!({"user_id": carol.id})).await;
     assert_eq!((s, b["error"]["code"].as_str()), (403, Some("forbidden")));
 }
 

@@ -26,7 +26,10 @@ async fn disabling_a_user_closes_their_sockets_and_refuses_them() {
     assert!(ok, "{out}");
     let listed: Value = serde_json::from_str(&out).expect("json listing");
     let row = &listed["users"][0];
-    assert_eq!((row["username"].as_str(), row["devices"].as_i64(), row["sockets"].as_i64()), (Some("alice"), Some(2), Some(2)));
+    assert_eq!(
+        (row["username"].as_str(), row["devices"].as_i64(), row["sockets"].as_i64()),
+        (Some("alice"), Some(2), Some(2))
+    );
 
     let (ok, out) = server.admin(&["disable", "alice"]);
     assert!(ok && out.contains("is disabled; 2 tokens revoked"), "{out}");
@@ -39,9 +42,8 @@ async fn disabling_a_user_closes_their_sockets_and_refuses_them() {
 
     // Old tokens are dead everywhere, and the password no longer logs in.
     assert_eq!(server.get("/v1/users/me", &alice.token).await.0, 401);
-    let (status, body) = server
-        .call("POST", "/v1/sessions", None, Some(json!({"username": "alice", "password": PASSWORD})))
-        .await;
+    let (status, body) =
+        server.call("POST", "/v1/sessions", None, Some(json!({"username": "alice", "password": PASSWORD}))).await;
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
     let mut again = Client::open(&server.ws_url()).await;
     again.send(json!({"type": "auth", "token": phone})).await;
@@ -90,7 +92,10 @@ async fn backup_taken_while_messages_flow_is_a_whole_store() {
                 .arg(&dest)
                 .output()
                 .unwrap();
-            (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+            )
         })
     };
     let acked_before_backup = acked;
@@ -145,7 +150,8 @@ fn certificate(dir: &std::path::Path) -> (String, std::path::PathBuf, std::path:
 async fn tls_serves_https_and_wss() {
     let certs = tempfile::tempdir().unwrap();
     let (pem, cert, key) = certificate(certs.path());
-    let mut server = TestServer::start_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    let mut server =
+        TestServer::start_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
     assert!(server.base.starts_with("https://"), "{}", server.base);
     server.http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
@@ -179,9 +185,11 @@ async fn tls_serves_https_and_wss() {
     ws.send(Ws::text(json!({"type": "auth", "token": alice.token}).to_string())).await.unwrap();
     let ready = read_json(&mut ws).await;
     assert_eq!(ready["type"], "ready", "{ready}");
-    ws.send(Ws::text(json!({"type": "send", "client_msg_id": "t1", "channel_id": channel, "text": "over tls"}).to_string()))
-        .await
-        .unwrap();
+    ws.send(Ws::text(
+        json!({"type": "send", "client_msg_id": "t1", "channel_id": channel, "text": "over tls"}).to_string(),
+    ))
+    .await
+    .unwrap();
     let mut acked = false;
     while !acked {
         let frame = read_json(&mut ws).await;

@@ -43,7 +43,11 @@ fn channel_endpoints(channel: i64, user: i64) -> Vec<(&'static str, String, Opti
         ("DELETE", format!("/v1/channels/{channel}/members/{user}"), None),
         ("GET", format!("/v1/channels/{channel}/messages"), None),
         ("GET", format!("/v1/channels/{channel}/messages?around=1"), None),
-        ("POST", format!("/v1/channels/{channel}/messages"), Some(json!({"client_msg_id": "intruder-http", "text": "let me in"}))),
+        (
+            "POST",
+            format!("/v1/channels/{channel}/messages"),
+            Some(json!({"client_msg_id": "intruder-http", "text": "let me in"})),
+        ),
         ("PUT", format!("/v1/channels/{channel}/read"), Some(json!({"message_id": 1}))),
         ("GET", format!("/v1/channels/{channel}/reads"), None),
         ("PUT", format!("/v1/channels/{channel}/mute"), Some(json!({"muted": true}))),
@@ -121,11 +125,13 @@ async fn outsiders_removed_members_and_dead_tokens_are_refused_everywhere() {
     watcher.next_of("message").await;
 
     // Carol leaves the picture: removed by the group's creator.
-    let (status, _) = server.call("DELETE", &format!("/v1/channels/{group}/members/{}", carol.id), Some(&alice.token), None).await;
+    let (status, _) =
+        server.call("DELETE", &format!("/v1/channels/{group}/members/{}", carol.id), Some(&alice.token), None).await;
     assert_eq!(status, 204);
     assert_eq!(carol_ws.next_of("channel_removed").await["channel_id"], group);
     // And a member who is not the creator cannot remove anyone.
-    let (status, answer) = server.call("DELETE", &format!("/v1/channels/{group}/members/{}", alice.id), Some(&bob.token), None).await;
+    let (status, answer) =
+        server.call("DELETE", &format!("/v1/channels/{group}/members/{}", alice.id), Some(&bob.token), None).await;
     assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden")), "{answer}");
 
     let before = (history_len(&server, group, &alice.token).await, history_len(&server, direct, &alice.token).await);
@@ -150,7 +156,9 @@ async fn outsiders_removed_members_and_dead_tokens_are_refused_everywhere() {
     assert_eq!(status, 204);
     let (ok, out) = server.admin(&["disable", "frank"]);
     assert!(ok, "{out}");
-    for (who, token) in [("logged out", erin.token.as_str()), ("disabled", frank.token.as_str()), ("garbage", "not-a-token")] {
+    for (who, token) in
+        [("logged out", erin.token.as_str()), ("disabled", frank.token.as_str()), ("garbage", "not-a-token")]
+    {
         for (method, path, body) in every_endpoint(group, bob.id) {
             let (status, answer) = server.call(method, &path, Some(token), body).await;
             assert_eq!(

@@ -24,7 +24,8 @@ fn every_scenario_runs_clean() {
         String::from_utf8_lossy(&output.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
-    let names: Vec<&str> = report["scenarios"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        report["scenarios"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["idle", "direct-relay", "direct-max", "direct-rate", "group", "reconnect"]);
     for scenario in report["scenarios"].as_array().unwrap() {
         let c = &scenario["correctness"];

@@ -22,7 +22,10 @@ async fn pump(mut ws: Client, channel: i64, prefix: String, acks: Acks, sent: Ar
             n += 1;
             sent.lock().unwrap().push((cmid.clone(), channel));
             let frame = json!({"type": "send", "client_msg_id": cmid, "channel_id": channel, "text": format!("payload {cmid}")});
-            if futures_util::SinkExt::send(&mut ws.ws, tokio_tungstenite::tungstenite::Message::text(frame.to_string())).await.is_err() {
+            if futures_util::SinkExt::send(&mut ws.ws, tokio_tungstenite::tungstenite::Message::text(frame.to_string()))
+                .await
+                .is_err()
+            {
                 return;
             }
             in_flight += 1;
@@ -121,7 +124,8 @@ async fn sigkill_mid_stream_loses_no_acked_message_and_resends_duplicate_nothing
     let mut resent_new = 0;
     for (i, (_, _)) in plan.iter().enumerate() {
         let ws = sockets.get_mut(&i).unwrap();
-        let mine: Vec<&(String, i64)> = sent.iter().filter(|(cmid, _)| cmid.split('-').nth(1) == Some(&format!("s{i}"))).collect();
+        let mine: Vec<&(String, i64)> =
+            sent.iter().filter(|(cmid, _)| cmid.split('-').nth(1) == Some(&format!("s{i}"))).collect();
         for (cmid, channel) in &mine {
             let frame = json!({"type": "send", "client_msg_id": cmid, "channel_id": channel, "text": format!("payload {cmid}")});
             ws.send(frame).await;

@@ -30,7 +30,12 @@ async fn open_from(server: &TestServer, source: [u8; 4]) -> Result<Client, u16> 
 #[tokio::test]
 async fn connections_are_capped_per_server_per_address_and_per_user() {
     let server = TestServer::start_with(&[
-        "--max-connections", "4", "--max-connections-per-ip", "3", "--max-connections-per-user", "2",
+        "--max-connections",
+        "4",
+        "--max-connections-per-ip",
+        "3",
+        "--max-connections-per-user",
+        "2",
     ]);
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
@@ -71,10 +76,18 @@ async fn connections_are_capped_per_server_per_address_and_per_user() {
 #[tokio::test]
 async fn logins_and_signups_are_rate_limited() {
     let server = TestServer::start_with(&[
-        "--login-rate-per-account-per-min", "3", "--login-rate-per-account-per-ip-per-min", "3",
-        "--signup-rate-per-ip-per-min", "2", "--login-rate-per-ip-per-min", "5",
+        "--login-rate-per-account-per-min",
+        "3",
+        "--login-rate-per-account-per-ip-per-min",
+        "3",
+        "--signup-rate-per-ip-per-min",
+        "2",
+        "--login-rate-per-ip-per-min",
+        "5",
     ]);
-    let signup = |name: &'static str| server.call("POST", "/v1/users", None, Some(json!({"username": name, "password": PASSWORD})));
+    let signup = |name: &'static str| {
+        server.call("POST", "/v1/users", None, Some(json!({"username": name, "password": PASSWORD})))
+    };
     assert_eq!(signup("alice").await.0, 201);
     assert_eq!(signup("bob").await.0, 201);
     let (s, b) = signup("mallory").await;
@@ -188,7 +201,8 @@ async fn per_address_limits_see_through_trusted_proxies_only() {
     };
     // Behind a proxy on loopback: each forwarded client has its own budget,
     // and a client cannot forge one by adding entries to the left.
-    let proxied = TestServer::start_with(&["--signup-rate-per-ip-per-min", "2", "--trusted-proxies", "127.0.0.0/8,::1"]);
+    let proxied =
+        TestServer::start_with(&["--signup-rate-per-ip-per-min", "2", "--trusted-proxies", "127.0.0.0/8,::1"]);
     assert_eq!(signup(&proxied, "a1".repeat(2), Some("203.0.113.1")).await, 201);
     assert_eq!(signup(&proxied, "a2".repeat(2), Some("198.51.100.9, 203.0.113.1")).await, 201);
     assert_eq!(signup(&proxied, "a3".repeat(2), Some("192.0.2.77, 203.0.113.1")).await, 429);

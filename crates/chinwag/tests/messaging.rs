@@ -39,7 +39,13 @@ async fn messages_reach_every_device_of_every_member() {
         assert_eq!(m["created_at"], ack["created_at"]);
     }
     // Over HTTP too, with the same delivery.
-    let (s, b) = server.post(&format!("/v1/channels/{channel}/messages"), &bob.token, json!({"client_msg_id": "h-1", "text": "hi alice"})).await;
+    let (s, b) = server
+        .post(
+            &format!("/v1/channels/{channel}/messages"),
+            &bob.token,
+            json!({"client_msg_id": "h-1", "text": "hi alice"}),
+        )
+        .await;
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["message"]["message_id"], 2);
     for ws in [&mut a1, &mut a2, &mut b1] {
@@ -80,7 +86,13 @@ async fn resends_are_acked_with_the_original_and_never_delivered_twice() {
     let first = a.send_text(channel, "same", "once").await;
     let second = a.send_text(channel, "same", "once").await;
     assert_eq!(first, second);
-    let (s, http) = server.post(&format!("/v1/channels/{channel}/messages"), &alice.token, json!({"client_msg_id": "same", "text": "once"})).await;
+    let (s, http) = server
+        .post(
+            &format!("/v1/channels/{channel}/messages"),
+            &alice.token,
+            json!({"client_msg_id": "same", "text": "once"}),
+        )
+        .await;
     assert_eq!((s, &http["message"]["message_id"]), (201, &first["message_id"]));
     // A fresh socket (as after a reconnect) resending gets the same ack.
     let (mut a2, _) = server.connect(&alice.token).await;
@@ -182,7 +194,8 @@ async fn sync_and_history_pages() {
         async move {
             let (s, b) = server.get(&format!("/v1/channels/{channel}/messages{q}"), &token).await;
             assert_eq!(s, 200, "{q}: {b}");
-            let ids: Vec<i64> = b["messages"].as_array().unwrap().iter().map(|m| m["message_id"].as_i64().unwrap()).collect();
+            let ids: Vec<i64> =
+                b["messages"].as_array().unwrap().iter().map(|m| m["message_id"].as_i64().unwrap()).collect();
             (ids, b["has_more"].as_bool().unwrap())
         }
     };
@@ -218,7 +231,13 @@ async fn text_limits_count_characters_and_keep_bytes() {
     assert_eq!(a.send_text(channel, "odd", odd).await["type"], "ack");
     let err = a.send_text(channel, &"c".repeat(65), "x").await;
     assert_eq!(err["code"], "bad_request");
-    let (s, b) = server.post(&format!("/v1/channels/{channel}/messages"), &alice.token, json!({"client_msg_id": "h", "text": format!("{longest}x")})).await;
+    let (s, b) = server
+        .post(
+            &format!("/v1/channels/{channel}/messages"),
+            &alice.token,
+            json!({"client_msg_id": "h", "text": format!("{longest}x")}),
+        )
+        .await;
     assert_eq!((s, b["error"]["code"].as_str()), (400, Some("text_too_long")));
     let (_, page) = server.get(&format!("/v1/channels/{channel}/messages"), &bob.token).await;
     let texts: Vec<&str> = page["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
@@ -263,7 +282,10 @@ async fn bad_frames_get_errors_and_the_socket_stays_usable() {
     assert_eq!(a.closed().await, Some(1007));
     // A frame above 512 KiB closes with 1009.
     let (mut big, _) = server.connect(&alice.token).await;
-    let huge = format!("{{\"type\":\"send\",\"client_msg_id\":\"big\",\"channel_id\":{channel},\"text\":\"{}\"}}", "a".repeat(600 * 1024));
+    let huge = format!(
+        "{{\"type\":\"send\",\"client_msg_id\":\"big\",\"channel_id\":{channel},\"text\":\"{}\"}}",
+        "a".repeat(600 * 1024)
+    );
     let _ = big.ws.send(Ws::text(huge)).await;
     assert_eq!(big.closed().await, Some(1009));
     b.send(json!({"type": "ping"})).await;
@@ -330,7 +352,9 @@ async fn sends_are_rate_limited_per_user() {
     let err = a.send_text(channel, "flood", "hi").await;
     assert_eq!(err["code"], "rate_limited");
     assert!(err["retry_after_ms"].as_u64().unwrap() > 0);
-    let (s, b) = server.post(&format!("/v1/channels/{channel}/messages"), &alice.token, json!({"client_msg_id": "h", "text": "x"})).await;
+    let (s, b) = server
+        .post(&format!("/v1/channels/{channel}/messages"), &alice.token, json!({"client_msg_id": "h", "text": "x"}))
+        .await;
     assert_eq!((s, b["error"]["code"].as_str()), (429, Some("rate_limited")));
     assert!(b["error"]["retry_after_ms"].as_u64().is_some());
     // Bob is not affected by Alice's flood.
@@ -341,8 +365,14 @@ async fn sends_are_rate_limited_per_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_reading_is_cut_off_without_slowing_others() {
     let server = TestServer::start_with(&[
-        "--send-rate-per-s", "10000", "--send-burst", "10000",
-        "--outbound-queue-frames", "16", "--write-timeout-ms", "1000",
+        "--send-rate-per-s",
+        "10000",
+        "--send-burst",
+        "10000",
+        "--outbound-queue-frames",
+        "16",
+        "--write-timeout-ms",
+        "1000",
     ]);
     // A full group: the sender, 98 members who read, and one who stops.
     let alice = server.user("alice").await;

@@ -93,7 +93,12 @@ async fn presence_is_announced_once_per_change_to_contacts_and_fellow_members() 
 #[tokio::test]
 async fn a_silent_client_is_reported_offline_after_the_timeout() {
     let server = TestServer::start_with(&[
-        "--heartbeat-interval-ms", "200", "--heartbeat-timeout-ms", "800", "--presence-offline-grace-ms", "200",
+        "--heartbeat-interval-ms",
+        "200",
+        "--heartbeat-timeout-ms",
+        "800",
+        "--presence-offline-grace-ms",
+        "200",
     ]);
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
@@ -160,13 +165,17 @@ async fn read_markers_reach_members_and_other_devices_and_never_move_back() {
     assert_eq!(b2.next_of("read").await, expected);
     // Backwards: nothing moves, nobody hears anything.
     b2.send(json!({"type": "read", "channel_id": channel, "message_id": 2})).await;
-    let (s, _) = server.call("PUT", &format!("/v1/channels/{channel}/read"), Some(&bob.token), Some(json!({"message_id": 1}))).await;
+    let (s, _) = server
+        .call("PUT", &format!("/v1/channels/{channel}/read"), Some(&bob.token), Some(json!({"message_id": 1})))
+        .await;
     assert_eq!(s, 204);
     a.quiet("read", Duration::from_millis(400)).await;
     let (_, ch) = server.get(&format!("/v1/channels/{channel}"), &bob.token).await;
     assert_eq!(ch["channel"]["read_up_to"], 3);
     // Forward over HTTP, past the end: clamped to the last message.
-    let (s, _) = server.call("PUT", &format!("/v1/channels/{channel}/read"), Some(&bob.token), Some(json!({"message_id": 99}))).await;
+    let (s, _) = server
+        .call("PUT", &format!("/v1/channels/{channel}/read"), Some(&bob.token), Some(json!({"message_id": 99})))
+        .await;
     assert_eq!(s, 204);
     assert_eq!(a.next_of("read").await["message_id"], 5);
     let (_, ready) = server.connect(&bob.token).await;
@@ -174,7 +183,9 @@ async fn read_markers_reach_members_and_other_devices_and_never_move_back() {
     assert_eq!(ready["channels"][0]["last_message_id"], 5);
     let (_, ch) = server.get(&format!("/v1/channels/{channel}"), &alice.token).await;
     assert_eq!(ch["channel"]["read_up_to"], 0, "alice's own marker is separate");
-    let (s, b) = server.call("PUT", &format!("/v1/channels/{channel}/read"), Some(&bob.token), Some(json!({"message_id": "x"}))).await;
+    let (s, b) = server
+        .call("PUT", &format!("/v1/channels/{channel}/read"), Some(&bob.token), Some(json!({"message_id": "x"})))
+        .await;
     assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad_request")));
 }
 
@@ -223,7 +234,12 @@ async fn search_covers_only_your_channels_newest_first() {
         async move {
             let (s, body) = server.get(&format!("/v1/search?{q}"), &token).await;
             assert_eq!(s, 200, "{q}: {body}");
-            let ids: Vec<String> = body["messages"].as_array().unwrap().iter().map(|m| m["client_msg_id"].as_str().unwrap().to_string()).collect();
+            let ids: Vec<String> = body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["client_msg_id"].as_str().unwrap().to_string())
+                .collect();
             (ids, body["next_before"].clone())
         }
     };
@@ -269,7 +285,8 @@ async fn mentions_are_flagged_for_the_mentioned_member_and_listed() {
     a.send_text(group, "m2", "thanks @bob.").await;
     let (s, list) = server.get("/v1/mentions", &bob.token).await;
     assert_eq!(s, 200);
-    let ids: Vec<&str> = list["messages"].as_array().unwrap().iter().map(|m| m["client_msg_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        list["messages"].as_array().unwrap().iter().map(|m| m["client_msg_id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec!["m2", "m1"]);
     assert!(list["messages"].as_array().unwrap().iter().all(|m| m["mentioned"] == true));
     let (_, list) = server.get("/v1/mentions", &outsider.token).await;

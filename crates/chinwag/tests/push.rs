@@ -21,8 +21,14 @@ use std::time::Duration;
 /// The receivers are on loopback, which a default server refuses to push
 /// to (see `private_push_targets_are_refused_by_default`).
 const FAST: &[&str] = &[
-    "--push-coalesce-ms", "400", "--push-retry-base-ms", "100", "--presence-offline-grace-ms", "100",
-    "--push-private-targets", "true",
+    "--push-coalesce-ms",
+    "400",
+    "--push-retry-base-ms",
+    "100",
+    "--presence-offline-grace-ms",
+    "100",
+    "--push-private-targets",
+    "true",
 ];
 
 #[derive(Clone, Debug)]
@@ -101,9 +107,19 @@ async fn offline_members_get_one_signed_webhook_per_burst_and_online_ones_none()
     let server = TestServer::start_with(FAST);
     let receiver = Receiver::start().await;
     let (alice, bob, channel) = server.alice_and_bob().await;
-    register(&server, &bob.token, json!({"kind": "webhook", "url": format!("{}/bob", receiver.url), "secret": "s3cret"})).await;
+    register(
+        &server,
+        &bob.token,
+        json!({"kind": "webhook", "url": format!("{}/bob", receiver.url), "secret": "s3cret"}),
+    )
+    .await;
     // Alice has a target too: she must never be notified of her own messages.
-    register(&server, &alice.token, json!({"kind": "webhook", "url": format!("{}/alice", receiver.url), "secret": "x"})).await;
+    register(
+        &server,
+        &alice.token,
+        json!({"kind": "webhook", "url": format!("{}/alice", receiver.url), "secret": "x"}),
+    )
+    .await;
     let (mut a, _) = server.connect(&alice.token).await;
     for (n, text) in ["first", "second", "third"].iter().enumerate() {
         a.send_text(channel, &format!("b{n}"), text).await;
@@ -127,7 +143,9 @@ async fn offline_members_get_one_signed_webhook_per_burst_and_online_ones_none()
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     // Muted: no push; unmuted: pushes again, with the preview cut short.
-    let (s, _) = server.call("PUT", &format!("/v1/channels/{channel}/mute"), Some(&bob.token), Some(json!({"muted": true}))).await;
+    let (s, _) = server
+        .call("PUT", &format!("/v1/channels/{channel}/mute"), Some(&bob.token), Some(json!({"muted": true})))
+        .await;
     assert_eq!(s, 204);
     a.send_text(channel, "m1", "muted").await;
     receiver.expect(1, Duration::from_millis(1200)).await;
@@ -137,7 +155,9 @@ async fn offline_members_get_one_signed_webhook_per_burst_and_online_ones_none()
     let note = webhook_body(&hits[1], "s3cret");
     assert_eq!(note["preview"].as_str().unwrap().chars().count(), 100);
     assert_eq!(note["count"], 1);
-    let (s, _) = server.call("PUT", &format!("/v1/channels/{channel}/mute"), Some(&alice.token), Some(json!({"muted": "yes"}))).await;
+    let (s, _) = server
+        .call("PUT", &format!("/v1/channels/{channel}/mute"), Some(&alice.token), Some(json!({"muted": "yes"})))
+        .await;
     assert_eq!(s, 400);
 
     // Logging out unregisters the device.
@@ -169,8 +189,14 @@ async fn failures_are_retried_and_gone_targets_are_unregistered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_notifications_survive_a_restart() {
-    let mut server =
-        TestServer::start_with(&["--push-coalesce-ms", "100", "--push-retry-base-ms", "300", "--push-private-targets", "true"]);
+    let mut server = TestServer::start_with(&[
+        "--push-coalesce-ms",
+        "100",
+        "--push-retry-base-ms",
+        "300",
+        "--push-private-targets",
+        "true",
+    ]);
     let receiver = Receiver::start().await;
     let (alice, bob, channel) = server.alice_and_bob().await;
     register(&server, &bob.token, json!({"kind": "webhook", "url": receiver.url, "secret": "k"})).await;
@@ -240,11 +266,15 @@ async fn web_push_is_vapid_signed_and_decrypts_with_the_subscription_keys() {
         let (s, b) = server.call("PUT", "/v1/devices/current/push", Some(&bob.token), Some(bad.clone())).await;
         assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad_request")), "{bad}");
     }
-    register(&server, &bob.token, json!({
-        "kind": "webpush",
-        "endpoint": format!("{}/wp/subscription-1", receiver.url),
-        "keys": {"p256dh": p256dh, "auth": B64.encode(auth)},
-    }))
+    register(
+        &server,
+        &bob.token,
+        json!({
+            "kind": "webpush",
+            "endpoint": format!("{}/wp/subscription-1", receiver.url),
+            "keys": {"p256dh": p256dh, "auth": B64.encode(auth)},
+        }),
+    )
     .await;
     let (mut a, _) = server.connect(&alice.token).await;
     a.send_text(channel, "w1", "secret lunch plans 🍉").await;
@@ -316,7 +346,14 @@ async fn private_push_targets_are_refused_by_default() {
 
     // A target registered while the operator allowed private ones is not
     // pushed to once they stop allowing them.
-    server.set_args(&["--push-coalesce-ms", "100", "--presence-offline-grace-ms", "100", "--push-private-targets", "true"]);
+    server.set_args(&[
+        "--push-coalesce-ms",
+        "100",
+        "--presence-offline-grace-ms",
+        "100",
+        "--push-private-targets",
+        "true",
+    ]);
     server.restart();
     register(&server, &bob.token, json!({"kind": "webhook", "url": receiver.url})).await;
     server.set_args(&["--push-coalesce-ms", "100", "--presence-offline-grace-ms", "100"]);
@@ -336,7 +373,8 @@ async fn webhooks_without_a_key_get_one_of_their_own() {
     let carol = server.user("carol").await;
     let carol_channel = server.direct(&alice, &carol).await;
     for who in [&bob, &carol] {
-        register(&server, &who.token, json!({"kind": "webhook", "url": format!("{}/{}", receiver.url, who.name)})).await;
+        register(&server, &who.token, json!({"kind": "webhook", "url": format!("{}/{}", receiver.url, who.name)}))
+            .await;
     }
     let mut keys = Vec::new();
     for who in [&bob, &carol] {
@@ -380,11 +418,13 @@ async fn a_target_that_never_answers_delays_nobody_else() {
     let mut victims = Vec::new();
     for n in 0..4 {
         let user = server.user(&format!("stuck{n}")).await;
-        register(&server, &user.token, json!({"kind": "webhook", "url": format!("{hanging_url}/{n}"), "secret": "k"})).await;
+        register(&server, &user.token, json!({"kind": "webhook", "url": format!("{hanging_url}/{n}"), "secret": "k"}))
+            .await;
         victims.push(server.direct(&alice, &user).await);
     }
     let bob = server.user("bob").await;
-    register(&server, &bob.token, json!({"kind": "webhook", "url": format!("{}/bob", receiver.url), "secret": "k"})).await;
+    register(&server, &bob.token, json!({"kind": "webhook", "url": format!("{}/bob", receiver.url), "secret": "k"}))
+        .await;
     let bob_channel = server.direct(&alice, &bob).await;
     let (mut a, _) = server.connect(&alice.token).await;
     for round in 0..3 {

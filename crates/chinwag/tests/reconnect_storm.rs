@@ -50,7 +50,8 @@ fn peak_rss_mib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_reconnect_after_a_crash_and_lose_nothing() {
     raise_fd_limit();
-    let mut server = TestServer::start_with(&["--max-connections-per-ip", "100000", "--presence-offline-grace-ms", "1000"]);
+    let mut server =
+        TestServer::start_with(&["--max-connections-per-ip", "100000", "--presence-offline-grace-ms", "1000"]);
     let mut users = Vec::new();
     for i in 0..USERS {
         users.push(server.user(&format!("storm{i}")).await);
@@ -80,7 +81,9 @@ async fn thousands_reconnect_after_a_crash_and_lose_nothing() {
             let mut lost = false;
             while let Some(event) = client.next_event().await {
                 match event {
-                    Event::Message(m) => heard.lock().unwrap().messages.entry(m.channel_id).or_default().push(m.message_id.0),
+                    Event::Message(m) => {
+                        heard.lock().unwrap().messages.entry(m.channel_id).or_default().push(m.message_id.0)
+                    }
                     Event::Disconnected { .. } => lost = true,
                     Event::Ready { .. } if lost && crashed.load(Relaxed) => {
                         let mut h = heard.lock().unwrap();
@@ -129,7 +132,8 @@ async fn thousands_reconnect_after_a_crash_and_lose_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let all_back = restarted.elapsed();
-    let mut times: Vec<f64> = heard.iter().map(|h| h.lock().unwrap().back_at.unwrap().duration_since(restarted).as_secs_f64()).collect();
+    let mut times: Vec<f64> =
+        heard.iter().map(|h| h.lock().unwrap().back_at.unwrap().duration_since(restarted).as_secs_f64()).collect();
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
         "back after the restart (s): p50 {:.2}, p90 {:.2}, last {:.2}",
@@ -167,7 +171,8 @@ async fn thousands_reconnect_after_a_crash_and_lose_nothing() {
     for (u, channel) in outgoing.iter().enumerate() {
         let (status, page) = server.get(&format!("/v1/channels/{}/messages?after=0", channel.0), &users[u].token).await;
         assert_eq!(status, 200);
-        let texts: Vec<&str> = page["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+        let texts: Vec<&str> =
+            page["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
         let wanted: Vec<String> = (0..PER_CHANNEL).map(|k| format!("from {u}, number {k}")).collect();
         let mut sorted = texts.clone();
         sorted.sort();

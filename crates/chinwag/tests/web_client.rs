@@ -154,7 +154,8 @@ async fn two_people_chat_in_real_browsers() {
     wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
     wait_js(&alice, "bob online", "document.getElementById('chat-status').textContent === 'online'").await;
     send(&alice, "hello bob").await;
-    wait_js(&alice, "own message sent", "document.querySelector('#messages .msg.mine')?.dataset.state === 'sent'").await;
+    wait_js(&alice, "own message sent", "document.querySelector('#messages .msg.mine')?.dataset.state === 'sent'")
+        .await;
     wait_js(&bob, "the new conversation", "document.querySelector('.conv .badge')?.textContent === '1'").await;
     click(&bob, ".conv").await;
     wait_text(&bob, "hello bob").await;
@@ -170,12 +171,16 @@ async fn two_people_chat_in_real_browsers() {
     let xss = "<img src=x onerror=alert(1)>";
     send(&alice, xss).await;
     wait_text(&bob, xss).await;
-    assert_eq!(js(&bob, "return document.querySelectorAll('#messages img, #conversations img').length;").await, json!(0));
+    assert_eq!(
+        js(&bob, "return document.querySelectorAll('#messages img, #conversations img').length;").await,
+        json!(0)
+    );
     assert!(bob.get_alert_text().await.is_err(), "no alert may be open");
 
     // A group of three, created in the page; Carol reads over a socket.
     let carol_token = {
-        let (s, _) = server.call("POST", "/v1/users", None, Some(json!({"username": "carol", "password": PASSWORD}))).await;
+        let (s, _) =
+            server.call("POST", "/v1/users", None, Some(json!({"username": "carol", "password": PASSWORD}))).await;
         assert_eq!(s, 201);
         server.login("carol").await
     };
@@ -210,13 +215,21 @@ async fn two_people_chat_in_real_browsers() {
     server.kill();
     wait_js(&alice, "the reconnect banner", "!document.getElementById('banner').hidden").await;
     send(&alice, "sent while the server was down").await;
-    wait_js(&alice, "pending", "document.querySelector('#messages .msg.mine:last-child')?.dataset.state === 'pending'").await;
+    wait_js(&alice, "pending", "document.querySelector('#messages .msg.mine:last-child')?.dataset.state === 'pending'")
+        .await;
     server.restart_same_port();
     wait_js(&alice, "banner gone", "document.getElementById('banner').hidden").await;
     wait_text(&bob, "sent while the server was down").await;
     send(&bob, "got it after the restart").await;
     wait_text(&alice, "got it after the restart").await;
-    let expected = vec!["hello bob", "hi alice!", "second line", xss, "sent while the server was down", "got it after the restart"];
+    let expected = vec![
+        "hello bob",
+        "hi alice!",
+        "second line",
+        xss,
+        "sent while the server was down",
+        "got it after the restart",
+    ];
     assert_eq!(texts(&alice).await, expected);
     assert_eq!(texts(&bob).await, expected);
     wait_js(&alice, "no pending left", "!document.querySelector('#messages .msg[data-state=pending]')").await;
@@ -229,7 +242,8 @@ async fn two_people_chat_in_real_browsers() {
     alice.set_window_size(390, 844).await.unwrap();
     std::fs::write(dir.join("phone-chat.png"), alice.screenshot().await.unwrap()).unwrap();
     click(&alice, "#back").await;
-    wait_js(&alice, "the list on a phone", "getComputedStyle(document.getElementById('sidebar')).display !== 'none'").await;
+    wait_js(&alice, "the list on a phone", "getComputedStyle(document.getElementById('sidebar')).display !== 'none'")
+        .await;
     std::fs::write(dir.join("phone-list.png"), alice.screenshot().await.unwrap()).unwrap();
 
     // Search finds the message and jumps to it.
@@ -237,7 +251,12 @@ async fn two_people_chat_in_real_browsers() {
     click(&alice, "#search-form button").await;
     wait_js(&alice, "a search hit", "document.querySelectorAll('#search-results .hit').length === 1").await;
     click(&alice, "#search-results .hit").await;
-    wait_js(&alice, "the highlighted message", "document.querySelector('#messages .msg.highlight .text')?.textContent === 'welcome to trio'").await;
+    wait_js(
+        &alice,
+        "the highlighted message",
+        "document.querySelector('#messages .msg.highlight .text')?.textContent === 'welcome to trio'",
+    )
+    .await;
 
     // Logging out returns to the login form and revokes the token.
     alice.set_window_size(1280, 800).await.unwrap();
@@ -263,7 +282,14 @@ async fn the_page_works_under_its_security_policy_and_tells_namesakes_apart() {
     let alice_id = js(&alice, "return fetch('/v1/users/me', {headers: {Authorization: 'Bearer ' + localStorage.getItem('chinwag.token')}}).then(r => r.json()).then(d => d.user.id);").await;
     let bob = server.user("bob").await;
     // Mallory calls herself "bob".
-    let (s, _) = server.call("POST", "/v1/users", None, Some(json!({"username": "mallory", "password": PASSWORD, "display_name": "bob"}))).await;
+    let (s, _) = server
+        .call(
+            "POST",
+            "/v1/users",
+            None,
+            Some(json!({"username": "mallory", "password": PASSWORD, "display_name": "bob"})),
+        )
+        .await;
     assert_eq!(s, 201);
     let mallory_token = server.login("mallory").await;
     let (_, mallory) = server.get("/v1/users/me", &mallory_token).await;
@@ -279,7 +305,8 @@ async fn the_page_works_under_its_security_policy_and_tells_namesakes_apart() {
     wait_js(&alice, "the group", "document.querySelectorAll('.conv').length === 1").await;
     click(&alice, ".conv").await;
     wait_text(&alice, "no, I am bob").await;
-    let names = js(&alice, "return [...document.querySelectorAll('#messages .msg .who')].map(e => e.textContent);").await;
+    let names =
+        js(&alice, "return [...document.querySelectorAll('#messages .msg .who')].map(e => e.textContent);").await;
     let names: Vec<String> = serde_json::from_value(names).unwrap();
     assert!(names.contains(&"bob (@bob)".to_string()) && names.contains(&"bob (@mallory)".to_string()), "{names:?}");
     send(&alice, "hello both").await;

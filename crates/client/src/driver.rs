@@ -4,16 +4,16 @@
 
 use crate::order::Ordering;
 use crate::{is_transient, Ack, Api, ClientConfig, ClientError, Command, Event, Target, WireStats};
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use chinwag_proto::{ChannelId, ErrorCode, MessageId, ServerFrame, WireError};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as Ws;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -124,7 +124,13 @@ impl Driver {
         }
     }
 
-    fn queue(&mut self, client_msg_id: String, target: Target, text: String, reply: oneshot::Sender<Result<Ack, ClientError>>) {
+    fn queue(
+        &mut self,
+        client_msg_id: String,
+        target: Target,
+        text: String,
+        reply: oneshot::Sender<Result<Ack, ClientError>>,
+    ) {
         let mut frame = json!({"type": "send", "client_msg_id": client_msg_id, "text": text});
         match target {
             Target::Channel(c) => frame["channel_id"] = json!(c),
@@ -153,9 +159,10 @@ impl Driver {
         socket.bind((bind, 0).into()).map_err(|e| e.to_string())?;
         let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (ws, _) = tokio_tungstenite::client_async_with_config(url.as_str(), MaybeTlsStream::Plain(stream), Some(ws_config()))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(url.as_str(), MaybeTlsStream::Plain(stream), Some(ws_config()))
+                .await
+                .map_err(|e| e.to_string())?;
         Ok(ws)
     }
 

@@ -32,7 +32,9 @@ mod order;
 pub use api::{Api, LoginSession};
 pub use backoff::Backoff;
 
-use chinwag_proto::{Channel, ChannelId, DeviceId, ErrorCode, Message, MessageId, ServerFrame, User, UserId, WireError};
+use chinwag_proto::{
+    Channel, ChannelId, DeviceId, ErrorCode, Message, MessageId, ServerFrame, User, UserId, WireError,
+};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;

@@ -112,11 +112,7 @@ impl WireError {
 
     /// The object inside an HTTP error answer.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            code: self.code,
-            message: self.message.clone(),
-            retry_after_ms: self.retry_after_ms,
-        }
+        ErrorBody { code: self.code, message: self.message.clone(), retry_after_ms: self.retry_after_ms }
     }
 }
 

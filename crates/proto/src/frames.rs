@@ -71,14 +71,9 @@ impl ClientFrame {
             reference: salvage_ref(text),
             error: WireError::bad_request(format!("malformed frame: {e}")),
         })?;
-        let reference = raw
-            .reference
-            .clone()
-            .or_else(|| raw.client_msg_id.clone().map(Value::String));
-        let fail = |message: String| FrameError {
-            reference: reference.clone(),
-            error: WireError::bad_request(message),
-        };
+        let reference = raw.reference.clone().or_else(|| raw.client_msg_id.clone().map(Value::String));
+        let fail =
+            |message: String| FrameError { reference: reference.clone(), error: WireError::bad_request(message) };
         let kind = raw.kind.as_deref().ok_or_else(|| fail("missing field `type`".into()))?;
         fn need<T>(v: Option<T>, kind: &str, field: &str) -> Result<T, String> {
             v.ok_or_else(|| format!("`{kind}` frame needs field `{field}`"))
@@ -89,16 +84,9 @@ impl ClientFrame {
                 let client_msg_id = need(raw.client_msg_id, kind, "client_msg_id").map_err(fail)?;
                 let text = need(raw.text, kind, "text").map_err(fail)?;
                 if raw.channel_id.is_some() == raw.to_user_id.is_some() {
-                    return Err(fail(
-                        "`send` frame needs exactly one of `channel_id` and `to_user_id`".into(),
-                    ));
+                    return Err(fail("`send` frame needs exactly one of `channel_id` and `to_user_id`".into()));
                 }
-                ClientFrame::Send {
-                    client_msg_id,
-                    channel_id: raw.channel_id,
-                    to_user_id: raw.to_user_id,
-                    text,
-                }
+                ClientFrame::Send { client_msg_id, channel_id: raw.channel_id, to_user_id: raw.to_user_id, text }
             }
             "sync" => ClientFrame::Sync {
                 channel_id: need(raw.channel_id, kind, "channel_id").map_err(fail)?,
@@ -109,9 +97,7 @@ impl ClientFrame {
                 channel_id: need(raw.channel_id, kind, "channel_id").map_err(fail)?,
                 message_id: need(raw.message_id, kind, "message_id").map_err(fail)?,
             },
-            "typing" => ClientFrame::Typing {
-                channel_id: need(raw.channel_id, kind, "channel_id").map_err(fail)?,
-            },
+            "typing" => ClientFrame::Typing { channel_id: need(raw.channel_id, kind, "channel_id").map_err(fail)? },
             "ping" => ClientFrame::Ping,
             other => return Err(fail(format!("unknown frame type `{other}`"))),
         };
@@ -123,9 +109,7 @@ impl ClientFrame {
 fn salvage_ref(text: &str) -> Option<Value> {
     let value: Value = serde_json::from_str(text).ok()?;
     let obj = value.as_object()?;
-    obj.get("ref")
-        .cloned()
-        .or_else(|| obj.get("client_msg_id").filter(|v| v.is_string()).cloned())
+    obj.get("ref").cloned().or_else(|| obj.get("client_msg_id").filter(|v| v.is_string()).cloned())
 }
 
 /// Online or offline, as presence reports it.
@@ -207,9 +191,8 @@ impl ServerFrame {
     /// JSON text of the frame. Serialising these types cannot fail (no maps
     /// with non-string keys, no foreign `Serialize` impls).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| {
-            r#"{"type":"error","code":"internal","message":"unencodable frame","ref":null}"#.into()
-        })
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"unencodable frame","ref":null}"#.into())
     }
 }
 
@@ -225,10 +208,7 @@ mod tests {
 
     #[test]
     fn decodes_send_and_keeps_ref() {
-        let (f, r) = ClientFrame::decode(
-            r#"{"type":"send","client_msg_id":"c1","channel_id":3,"text":"hi"}"#,
-        )
-        .unwrap();
+        let (f, r) = ClientFrame::decode(r#"{"type":"send","client_msg_id":"c1","channel_id":3,"text":"hi"}"#).unwrap();
         assert_eq!(r, Some(Value::String("c1".into())));
         assert!(matches!(f, ClientFrame::Send { channel_id: Some(ChannelId(3)), .. }));
     }
@@ -238,8 +218,7 @@ mod tests {
         let e = ClientFrame::decode(r#"{"type":"nope","ref":7}"#).unwrap_err();
         assert_eq!(e.error.code, ErrorCode::BadRequest);
         assert_eq!(e.reference, Some(Value::from(7)));
-        let e = ClientFrame::decode(r#"{"type":"send","client_msg_id":"x","channel_id":"a"}"#)
-            .unwrap_err();
+        let e = ClientFrame::decode(r#"{"type":"send","client_msg_id":"x","channel_id":"a"}"#).unwrap_err();
         assert_eq!(e.reference, Some(Value::String("x".into())));
         for bad in ["", "{", "[]", "null", "{\"type\":5}", "{\"type\":\"send\",\"text\":\"x\"}"] {
             assert_eq!(ClientFrame::decode(bad).unwrap_err().error.code, ErrorCode::BadRequest);

@@ -18,8 +18,5 @@ pub use objects::{Channel, ChannelKind, Invitation, Message, User};
 
 /// Milliseconds since the Unix epoch, the one time unit of the protocol.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

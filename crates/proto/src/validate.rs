@@ -33,9 +33,7 @@ const COMMON_PASSWORDS: &str = include_str!("data/common-passwords.txt");
 pub fn username(raw: &str) -> Result<String, WireError> {
     let name = raw.to_lowercase();
     let len = name.chars().count();
-    let charset_ok = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+    let charset_ok = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
     if !(USERNAME_MIN..=USERNAME_MAX).contains(&len) || !charset_ok {
         return Err(WireError::new(
             ErrorCode::InvalidUsername,
@@ -52,10 +50,7 @@ pub fn username(raw: &str) -> Result<String, WireError> {
 pub fn password(raw: &str, username: &str) -> Result<(), WireError> {
     let len = raw.chars().count();
     if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&len) {
-        return Err(WireError::new(
-            ErrorCode::WeakPassword,
-            "password must be 8-1024 characters",
-        ));
+        return Err(WireError::new(ErrorCode::WeakPassword, "password must be 8-1024 characters"));
     }
     let lower = raw.to_lowercase();
     let stem = lower.trim_end_matches(|c: char| c.is_ascii_digit() || c.is_ascii_punctuation());
@@ -94,7 +89,8 @@ fn shown_name(field: &str, raw: &str, max: usize) -> Result<String, WireError> {
     let chars: Vec<char> = name.chars().collect();
     let hidden = chars.iter().enumerate().find(|&(i, &c)| {
         if c == '\u{200D}' {
-            let emoji_around = i > 0 && is_emoji_part(chars[i - 1]) && chars.get(i + 1).is_some_and(|&n| is_emoji_part(n));
+            let emoji_around =
+                i > 0 && is_emoji_part(chars[i - 1]) && chars.get(i + 1).is_some_and(|&n| is_emoji_part(n));
             return !emoji_around;
         }
         is_deceptive(c)
@@ -151,10 +147,7 @@ pub fn text(raw: &str) -> Result<(), WireError> {
     }
     // Byte length bounds the char count from above: skip counting short texts.
     if raw.len() > TEXT_MAX_CHARS && raw.chars().count() > TEXT_MAX_CHARS {
-        return Err(WireError::new(
-            ErrorCode::TextTooLong,
-            "text must be at most 100000 characters",
-        ));
+        return Err(WireError::new(ErrorCode::TextTooLong, "text must be at most 100000 characters"));
     }
     Ok(())
 }
@@ -171,9 +164,7 @@ pub fn history_limit(limit: Option<u32>) -> Result<u32, WireError> {
 fn bounded_text(field: &str, raw: &str, max: usize) -> Result<(), WireError> {
     let len = raw.chars().count();
     if len == 0 || len > max {
-        return Err(WireError::bad_request(format!(
-            "{field} must be 1-{max} characters"
-        )));
+        return Err(WireError::bad_request(format!("{field} must be 1-{max} characters")));
     }
     Ok(())
 }
@@ -220,7 +211,17 @@ mod tests {
     fn shown_names_are_normalised_and_free_of_tricks() {
         assert_eq!(display_name("  Ali\u{0065}\u{0301} ").unwrap(), "Ali\u{00E9}");
         assert_eq!(display_name("Zoë 👩\u{200D}💻").unwrap(), "Zoë 👩\u{200D}💻");
-        for bad in ["bob\u{202E}evil", "a\u{0000}b", "x\u{200B}y", "ab\u{2066}c", "tab\there", "a\u{200D}b", "\u{3164}", "   ", "\u{FEFF}"] {
+        for bad in [
+            "bob\u{202E}evil",
+            "a\u{0000}b",
+            "x\u{200B}y",
+            "ab\u{2066}c",
+            "tab\there",
+            "a\u{200D}b",
+            "\u{3164}",
+            "   ",
+            "\u{FEFF}",
+        ] {
             assert!(display_name(bad).is_err(), "{bad:?} accepted");
         }
         assert!(group_name("Team \u{202D}x").is_err());

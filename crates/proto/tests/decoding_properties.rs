@@ -24,13 +24,19 @@ fn any_json() -> impl Strategy<Value = Value> {
 
 /// Frames shaped like real ones, with fields of any type.
 fn frame_like() -> impl Strategy<Value = Value> {
-    let kinds = prop_oneof![
-        Just("auth"), Just("send"), Just("sync"), Just("read"), Just("typing"), Just("ping"), Just("nope")
-    ];
+    let kinds =
+        prop_oneof![Just("auth"), Just("send"), Just("sync"), Just("read"), Just("typing"), Just("ping"), Just("nope")];
     let fields = prop::collection::hash_map(
         prop_oneof![
-            Just("token"), Just("client_msg_id"), Just("channel_id"), Just("to_user_id"),
-            Just("text"), Just("after"), Just("limit"), Just("message_id"), Just("ref")
+            Just("token"),
+            Just("client_msg_id"),
+            Just("channel_id"),
+            Just("to_user_id"),
+            Just("text"),
+            Just("after"),
+            Just("limit"),
+            Just("message_id"),
+            Just("ref")
         ],
         any_json(),
         0..7,

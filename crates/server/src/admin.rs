@@ -42,9 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
 /// Serves the admin API on `listener` until the server shuts down.
 pub async fn serve(listener: tokio::net::UnixListener, app: Arc<App>) -> std::io::Result<()> {
     let shutdown = app.shutdown.clone();
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(listener, router(app)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
 /// An account as `chinwag admin users` lists it.

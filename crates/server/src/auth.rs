@@ -15,9 +15,7 @@ use sha2::{Digest, Sha256};
 /// kernel and multiplies memory (and a signup flood would exhaust both).
 fn hashing_slots() -> &'static tokio::sync::Semaphore {
     static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-    })
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
 }
 
 /// Hashes a password off the async runtime (argon2 is deliberately slow).
@@ -25,9 +23,7 @@ pub async fn hash_password(password: String) -> Result<String, WireError> {
     let _slot = hashing_slots().acquire().await.map_err(|_| WireError::internal())?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
     })
     .await
     .map_err(|_| WireError::internal())?

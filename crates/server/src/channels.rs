@@ -19,11 +19,8 @@ impl App {
     /// Refuses to put users who are in `max_channels_per_user` channels
     /// already into one more (so nobody can be buried in channels).
     async fn check_channel_room(&self, users: &[UserId]) -> Result<(), WireError> {
-        let full = self
-            .store
-            .users_at_channel_limit(users, self.config.max_channels_per_user)
-            .await
-            .map_err(store_error)?;
+        let full =
+            self.store.users_at_channel_limit(users, self.config.max_channels_per_user).await.map_err(store_error)?;
         if full.is_empty() {
             Ok(())
         } else {
@@ -38,13 +35,14 @@ impl App {
             // (rare, so the costlier lookup is fine here).
             let mine = self.store.channels_of(me).await.map_err(store_error)?;
             let pair = |c: &Channel| c.kind == ChannelKind::Direct && c.member_ids.contains(&other);
-            return mine.into_iter().find(|c| pair(c) && (other != me || c.member_ids.len() == 1)).map(|c| (c, false)).ok_or(full);
+            return mine
+                .into_iter()
+                .find(|c| pair(c) && (other != me || c.member_ids.len() == 1))
+                .map(|c| (c, false))
+                .ok_or(full);
         }
-        let (channel, created) = self
-            .store
-            .direct_channel(me, other, chinwag_proto::now_ms())
-            .await
-            .map_err(user_store_error)?;
+        let (channel, created) =
+            self.store.direct_channel(me, other, chinwag_proto::now_ms()).await.map_err(user_store_error)?;
         self.remember_direct(me, other, channel.id);
         if created {
             self.announce(channel.id, &channel.member_ids).await;
@@ -77,11 +75,7 @@ impl App {
 
     /// The channel as `viewer` sees it; `not_found` for non-members.
     pub async fn channel_for(&self, viewer: UserId, id: ChannelId) -> Result<Channel, WireError> {
-        self.store
-            .channel(id, viewer)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| WireError::not_found("channel"))
+        self.store.channel(id, viewer).await.map_err(store_error)?.ok_or_else(|| WireError::not_found("channel"))
     }
 
     /// Any member may add a user to a group, except someone who left it:
@@ -115,13 +109,10 @@ impl App {
     /// Joins a group one was invited back to.
     pub async fn accept_invitation(&self, user: UserId, id: ChannelId) -> Result<Channel, WireError> {
         self.check_channel_room(&[user]).await?;
-        self.store
-            .accept_invitation(id, user, chinwag_proto::now_ms())
-            .await
-            .map_err(|e| match e {
-                chinwag_store::StoreError::NotFound => WireError::not_found("invitation"),
-                e => store_error(e),
-            })?;
+        self.store.accept_invitation(id, user, chinwag_proto::now_ms()).await.map_err(|e| match e {
+            chinwag_store::StoreError::NotFound => WireError::not_found("invitation"),
+            e => store_error(e),
+        })?;
         self.members.invalidate(id);
         let state = self.channel_state(id).await?;
         self.announce_state(&state, &state.channel.member_ids);
@@ -148,11 +139,7 @@ impl App {
     }
 
     async fn channel_state(&self, id: ChannelId) -> Result<ChannelState, WireError> {
-        self.store
-            .channel_state(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| WireError::not_found("channel"))
+        self.store.channel_state(id).await.map_err(store_error)?.ok_or_else(|| WireError::not_found("channel"))
     }
 
     /// Tells `users` about a channel (as each of them sees it).

@@ -8,8 +8,8 @@ use crate::App;
 use chinwag_bus::Event;
 use chinwag_proto::{validate, ChannelId, ErrorCode, MessageId, UserId, WireError};
 use chinwag_store::{Appended, NewMessage, Session};
-use std::sync::Arc;
 use std::future::Future;
+use std::sync::Arc;
 
 /// Where a `send` goes: a channel, or the direct channel with a user.
 #[derive(Debug, Clone, Copy)]
@@ -24,11 +24,7 @@ impl App {
         if token.is_empty() || token.len() > 128 {
             return Err(WireError::unauthorized());
         }
-        self.store
-            .session(&auth::token_hash(token))
-            .await
-            .map_err(store_error)?
-            .ok_or_else(WireError::unauthorized)
+        self.store.session(&auth::token_hash(token)).await.map_err(store_error)?.ok_or_else(WireError::unauthorized)
     }
 
     /// Checks the limits and the sender's rate, resolves the channel, and
@@ -122,12 +118,7 @@ impl App {
 
     /// Moves `user`'s read marker forward and tells every member's
     /// connections (the reader's other devices included).
-    pub async fn mark_read(
-        &self,
-        user: UserId,
-        channel: ChannelId,
-        message_id: MessageId,
-    ) -> Result<(), WireError> {
+    pub async fn mark_read(&self, user: UserId, channel: ChannelId, message_id: MessageId) -> Result<(), WireError> {
         let moved = self.store.set_read(channel, user, message_id).await.map_err(store_error)?;
         if let Some(message_id) = moved {
             let members = self.members.members(&*self.store, channel).await.map_err(store_error)?;

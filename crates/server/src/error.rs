@@ -34,9 +34,7 @@ pub fn store_error(e: StoreError) -> WireError {
     match e {
         StoreError::NotFound | StoreError::NotAMember => WireError::not_found("channel or user"),
         StoreError::UsernameTaken => WireError::new(ErrorCode::UsernameTaken, "username is taken"),
-        StoreError::GroupTooLarge => {
-            WireError::new(ErrorCode::GroupTooLarge, "a group has at most 100 members")
-        }
+        StoreError::GroupTooLarge => WireError::new(ErrorCode::GroupTooLarge, "a group has at most 100 members"),
         StoreError::Blocked => WireError::new(ErrorCode::Forbidden, "one of you has blocked the other"),
         StoreError::Closed => WireError {
             retry_after_ms: Some(1_000),
@@ -61,8 +59,7 @@ pub fn user_store_error(e: StoreError) -> WireError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::json!({ "error": self.0.body() });
         let mut response = (status, Json(body)).into_response();
         if let Some(ms) = self.0.retry_after_ms {

@@ -164,7 +164,8 @@ impl Body for DeadlineBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
-                    let needed = Duration::from_secs_f64(this.received as f64 / this.limits.min_bytes_per_s.max(1) as f64);
+                    let needed =
+                        Duration::from_secs_f64(this.received as f64 / this.limits.min_bytes_per_s.max(1) as f64);
                     this.deadline.as_mut().reset(this.started + this.limits.grace + needed);
                 }
                 Poll::Ready(Some(Ok(frame)))

@@ -9,9 +9,9 @@ mod channels;
 mod chat;
 pub mod config;
 mod error;
+pub mod gateway;
 mod guarded_io;
 mod http;
-pub mod gateway;
 mod members;
 pub mod metrics;
 pub mod notifier;
@@ -122,14 +122,20 @@ impl App {
             send_limiter: UserLimiter::new(config.send_rate_per_s, config.send_burst),
             typing_limiter: UserLimiter::new(config.typing_rate_per_s, config.typing_rate_per_s),
             request_limiter: UserLimiter::new(config.request_rate_per_s, config.request_burst),
-            login_per_account: KeyedLimiter::per_minute(config.login_rate_per_account_per_min, config.login_rate_per_account_per_min),
+            login_per_account: KeyedLimiter::per_minute(
+                config.login_rate_per_account_per_min,
+                config.login_rate_per_account_per_min,
+            ),
             login_per_account_ip: KeyedLimiter::per_minute(
                 config.login_rate_per_account_per_ip_per_min,
                 config.login_rate_per_account_per_ip_per_min,
             ),
             login_addresses: KnownAddresses::default(),
             login_per_ip: KeyedLimiter::per_minute(config.login_rate_per_ip_per_min, config.login_rate_per_ip_per_min),
-            signup_per_ip: KeyedLimiter::per_minute(config.signup_rate_per_ip_per_min, config.signup_rate_per_ip_per_min),
+            signup_per_ip: KeyedLimiter::per_minute(
+                config.signup_rate_per_ip_per_min,
+                config.signup_rate_per_ip_per_min,
+            ),
             store,
             bus,
             discovery,
@@ -200,7 +206,9 @@ pub async fn serve(listener: Listening, app: Arc<App>) {
 pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
     let router = api::metrics_router().with_state(app.clone());
     let shutdown = app.shutdown.clone();
-    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await {
+    if let Err(e) =
+        axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    {
         tracing::error!(error = %e, "the metrics listener failed");
     }
 }

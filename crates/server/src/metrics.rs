@@ -53,7 +53,11 @@ impl Default for Metrics {
         let slow_consumers_closed = Counter::default();
         let csp_violations = Counter::default();
         let push_breaker_skips = Counter::default();
-        registry.register("csp_violations", "Content-Security-Policy violations reported by browsers", csp_violations.clone());
+        registry.register(
+            "csp_violations",
+            "Content-Security-Policy violations reported by browsers",
+            csp_violations.clone(),
+        );
         registry.register(
             "push_breaker_skips",
             "Push deliveries put off because their target kept timing out",
@@ -72,7 +76,11 @@ impl Default for Metrics {
             "Sockets closed because their outbound queue overflowed or a write timed out",
             slow_consumers_closed.clone(),
         );
-        registry.register("send_ack_seconds", "Time from accepting a send to its durable ack", send_ack_seconds.clone());
+        registry.register(
+            "send_ack_seconds",
+            "Time from accepting a send to its durable ack",
+            send_ack_seconds.clone(),
+        );
         registry.register("store_batch_jobs", "Writes per store transaction (group commit)", store_batch_jobs.clone());
         registry.register(
             "store_commit_seconds",

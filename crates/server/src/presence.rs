@@ -64,7 +64,9 @@ impl App {
         if announce {
             self.metrics.users_online.inc();
             let app = self.clone();
-            tokio::spawn(async move { app.announce_presence(user, PresenceStatus::Online, chinwag_proto::now_ms()).await });
+            tokio::spawn(
+                async move { app.announce_presence(user, PresenceStatus::Online, chinwag_proto::now_ms()).await },
+            );
         }
     }
 
@@ -108,10 +110,9 @@ impl App {
 
     async fn announce_presence(&self, user: UserId, status: PresenceStatus, last_active_at: i64) {
         match self.store.presence_audience(user).await {
-            Ok(audience) => self.bus.publish(
-                &audience,
-                Event::Presence { user_id: user, status, last_active_at: Some(last_active_at) },
-            ),
+            Ok(audience) => self
+                .bus
+                .publish(&audience, Event::Presence { user_id: user, status, last_active_at: Some(last_active_at) }),
             Err(e) => tracing::warn!(error = %e, user = user.0, "presence audience lookup failed"),
         }
     }

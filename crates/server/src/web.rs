@@ -73,7 +73,10 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/", get(|h: HeaderMap| async move { file(&h, "text/html; charset=utf-8", INDEX_HTML) }))
         .route("/app.js", get(|h: HeaderMap| async move { file(&h, "text/javascript; charset=utf-8", APP_JS) }))
         .route("/style.css", get(|h: HeaderMap| async move { file(&h, "text/css; charset=utf-8", STYLE_CSS) }))
-        .route("/sw.js", get(|h: HeaderMap| async move { file(&h, "text/javascript; charset=utf-8", SERVICE_WORKER_JS) }))
+        .route(
+            "/sw.js",
+            get(|h: HeaderMap| async move { file(&h, "text/javascript; charset=utf-8", SERVICE_WORKER_JS) }),
+        )
         .route(REPORT_PATH, post(csp_report))
 }
 

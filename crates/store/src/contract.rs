@@ -143,7 +143,9 @@ pub async fn groups_and_members(store: &dyn Store) {
     assert!(store.channel(g.id, b).await.unwrap().is_none());
     assert_eq!(store.channels_of(c).await.unwrap().len(), 1);
     assert!(matches!(
-        store.create_group(NewGroup { creator: a, name: "x".into(), member_ids: vec![UserId(999)], created_at: 1 }).await,
+        store
+            .create_group(NewGroup { creator: a, name: "x".into(), member_ids: vec![UserId(999)], created_at: 1 })
+            .await,
         Err(StoreError::NotFound)
     ));
 
@@ -177,7 +179,13 @@ pub async fn message_ids_are_sequential_and_idempotent(store: &dyn Store) {
     assert_eq!(again.message, first.message);
     assert!(matches!(
         store
-            .append_message(NewMessage { channel_id: ch.id, sender_id: c, client_msg_id: "x".into(), text: "x".into(), created_at: 1 })
+            .append_message(NewMessage {
+                channel_id: ch.id,
+                sender_id: c,
+                client_msg_id: "x".into(),
+                text: "x".into(),
+                created_at: 1
+            })
             .await,
         Err(StoreError::NotAMember)
     ));
@@ -189,7 +197,13 @@ pub async fn message_ids_are_sequential_and_idempotent(store: &dyn Store) {
     assert_eq!((elsewhere.message.channel_id, elsewhere.message.message_id), (other.id, MessageId(1)));
     assert!(matches!(
         store
-            .append_message(NewMessage { channel_id: ch.id, sender_id: c, client_msg_id: "m1".into(), text: "x".into(), created_at: 1 })
+            .append_message(NewMessage {
+                channel_id: ch.id,
+                sender_id: c,
+                client_msg_id: "m1".into(),
+                text: "x".into(),
+                created_at: 1
+            })
             .await,
         Err(StoreError::NotAMember)
     ));
@@ -272,15 +286,11 @@ pub async fn history_pages(store: &dyn Store) {
     assert_eq!((ids(&latest), latest.has_more), (vec![8, 9, 10], true));
     let all = store.messages(ch.id, HistoryQuery::Latest, 10, a).await.unwrap();
     assert_eq!((ids(&all).len(), all.has_more), (10, false));
-    let after = store
-        .messages(ch.id, HistoryQuery::Range { after: Some(MessageId(7)), before: None }, 2, a)
-        .await
-        .unwrap();
+    let after =
+        store.messages(ch.id, HistoryQuery::Range { after: Some(MessageId(7)), before: None }, 2, a).await.unwrap();
     assert_eq!((ids(&after), after.has_more), (vec![8, 9], true));
-    let tail = store
-        .messages(ch.id, HistoryQuery::Range { after: Some(MessageId(8)), before: None }, 5, a)
-        .await
-        .unwrap();
+    let tail =
+        store.messages(ch.id, HistoryQuery::Range { after: Some(MessageId(8)), before: None }, 5, a).await.unwrap();
     assert_eq!((ids(&tail), tail.has_more), (vec![9, 10], false));
     let between = store
         .messages(ch.id, HistoryQuery::Range { after: Some(MessageId(2)), before: Some(MessageId(5)) }, 5, a)
@@ -304,7 +314,13 @@ pub async fn pages_stay_within_their_byte_budget(store: &dyn Store) {
     let long = format!("@bob word {}", "\u{1}".repeat(99_000));
     for i in 1..=6 {
         store
-            .append_message(NewMessage { channel_id: ch.id, sender_id: a, client_msg_id: format!("p{i}"), text: long.clone(), created_at: 1 })
+            .append_message(NewMessage {
+                channel_id: ch.id,
+                sender_id: a,
+                client_msg_id: format!("p{i}"),
+                text: long.clone(),
+                created_at: 1,
+            })
             .await
             .unwrap();
     }
@@ -314,7 +330,8 @@ pub async fn pages_stay_within_their_byte_budget(store: &dyn Store) {
     assert!(latest.has_more && !latest.messages.is_empty());
     assert!(size(&latest.messages) <= PAGE_MAX_BYTES, "latest page too big");
     assert_eq!(ids(&latest).last(), Some(&6), "the newest are kept when paging back");
-    let forward = store.messages(ch.id, HistoryQuery::Range { after: Some(MessageId(0)), before: None }, 200, a).await.unwrap();
+    let forward =
+        store.messages(ch.id, HistoryQuery::Range { after: Some(MessageId(0)), before: None }, 200, a).await.unwrap();
     assert!(forward.has_more && size(&forward.messages) <= PAGE_MAX_BYTES);
     assert_eq!(ids(&forward).first(), Some(&1), "the oldest are kept when paging forward");
     let around = store.messages(ch.id, HistoryQuery::Around(MessageId(3)), 200, a).await.unwrap();
@@ -341,14 +358,20 @@ pub async fn pages_stay_within_their_byte_budget(store: &dyn Store) {
 pub async fn departures_invitations_and_blocks(store: &dyn Store) {
     let (a, b) = two_users(store).await;
     let c = user(store, "carol").await;
-    let g = store.create_group(NewGroup { creator: a, name: "team".into(), member_ids: vec![b], created_at: 1 }).await.unwrap();
+    let g = store
+        .create_group(NewGroup { creator: a, name: "team".into(), member_ids: vec![b], created_at: 1 })
+        .await
+        .unwrap();
     // b leaves on their own: a cannot put them back, only invite them.
     assert!(store.remove_member(g.id, b, b, 2).await.unwrap());
     assert_eq!(store.add_member(g.id, b, a, 3).await.unwrap(), MemberAdded::Invited);
     assert!(store.channel(g.id, b).await.unwrap().is_none());
     let invitations = store.invitations(b).await.unwrap();
     assert_eq!(invitations.len(), 1);
-    assert_eq!((invitations[0].channel_id, invitations[0].invited_by, invitations[0].name.as_deref()), (g.id, a, Some("team")));
+    assert_eq!(
+        (invitations[0].channel_id, invitations[0].invited_by, invitations[0].name.as_deref()),
+        (g.id, a, Some("team"))
+    );
     assert!(matches!(store.accept_invitation(g.id, c, 4).await, Err(StoreError::NotFound)), "not invited");
     store.accept_invitation(g.id, b, 4).await.unwrap();
     assert!(store.channel(g.id, b).await.unwrap().is_some());
@@ -382,7 +405,13 @@ pub async fn departures_invitations_and_blocks(store: &dyn Store) {
     assert!(store.block(c, a, 13).await.unwrap());
     for (sender, cmid) in [(a, "x1"), (c, "x2")] {
         let refused = store
-            .append_message(NewMessage { channel_id: direct.id, sender_id: sender, client_msg_id: cmid.into(), text: "x".into(), created_at: 14 })
+            .append_message(NewMessage {
+                channel_id: direct.id,
+                sender_id: sender,
+                client_msg_id: cmid.into(),
+                text: "x".into(),
+                created_at: 14,
+            })
             .await;
         assert!(matches!(refused, Err(StoreError::Blocked)), "{refused:?}");
     }
@@ -454,7 +483,13 @@ pub async fn search_and_mentions(store: &dyn Store) {
     let ab = store.direct_channel(a, b, 1).await.unwrap().0.id;
     let bc = store.direct_channel(b, c, 1).await.unwrap().0.id;
     let say = |ch, sender, cmid: &str, text: &str| {
-        store.append_message(NewMessage { channel_id: ch, sender_id: sender, client_msg_id: cmid.into(), text: text.into(), created_at: 1 })
+        store.append_message(NewMessage {
+            channel_id: ch,
+            sender_id: sender,
+            client_msg_id: cmid.into(),
+            text: text.into(),
+            created_at: 1,
+        })
     };
     say(ab, a, "1", "the Crème brûlée recipe").await.unwrap();
     say(bc, b, "2", "creme brulee for carol").await.unwrap();
@@ -463,7 +498,10 @@ pub async fn search_and_mentions(store: &dyn Store) {
     say(ab, b, "4", "\"quoted\" OR NEAR( syntax*").await.unwrap();
 
     let find = |viewer, terms: &[&str], channel, before| {
-        store.search(viewer, SearchQuery { terms: terms.iter().map(|t| t.to_string()).collect(), channel, before, limit: 10 })
+        store.search(
+            viewer,
+            SearchQuery { terms: terms.iter().map(|t| t.to_string()).collect(), channel, before, limit: 10 },
+        )
     };
     let texts = |p: &FeedPage| p.messages.iter().map(|m| m.client_msg_id.clone()).collect::<Vec<_>>();
     // Diacritics fold, newest first, only the viewer's channels.
@@ -475,7 +513,10 @@ pub async fn search_and_mentions(store: &dyn Store) {
     assert_eq!(texts(&find(a, &["creme", "recipe"], None, None).await.unwrap()), vec!["1"]);
     // User input cannot inject FTS syntax.
     assert_eq!(texts(&find(b, &["\"quoted\"", "OR", "NEAR("], None, None).await.unwrap()), vec!["4"]);
-    let first = store.search(b, SearchQuery { terms: vec!["creme".into()], channel: None, before: None, limit: 2 }).await.unwrap();
+    let first = store
+        .search(b, SearchQuery { terms: vec!["creme".into()], channel: None, before: None, limit: 2 })
+        .await
+        .unwrap();
     assert_eq!(texts(&first), vec!["3", "2"]);
     let rest = find(b, &["creme"], None, first.next_before).await.unwrap();
     assert_eq!((texts(&rest), rest.next_before), (vec!["1".to_string()], None));
@@ -496,14 +537,20 @@ pub async fn push_outbox_coalesces_and_retries(store: &dyn Store) {
     let dev = |user| NewDevice { user_id: user, name: None, token_hash: vec![user.0 as u8, 9], created_at: 1 };
     let b_dev = store.create_device(dev(b)).await.unwrap();
     let c_dev = store.create_device(dev(c)).await.unwrap();
-    let group = store.create_group(NewGroup { creator: a, name: "g".into(), member_ids: vec![b, c], created_at: 1 }).await.unwrap();
+    let group = store
+        .create_group(NewGroup { creator: a, name: "g".into(), member_ids: vec![b, c], created_at: 1 })
+        .await
+        .unwrap();
     assert!(store.push_recipients(group.id, a).await.unwrap().is_empty());
     store.set_push_target(b_dev, b, "{\"kind\":\"webhook\"}".into(), 1).await.unwrap();
     store.set_push_target(c_dev, c, "{\"kind\":\"webhook\"}".into(), 1).await.unwrap();
     assert_eq!(store.push_target(b_dev).await.unwrap().as_deref(), Some("{\"kind\":\"webhook\"}"));
     assert_eq!(store.push_target(DeviceId(999)).await.unwrap(), None);
     let recipients = store.push_recipients(group.id, a).await.unwrap();
-    assert_eq!(recipients, vec![PushRecipient { user_id: b, device_id: b_dev }, PushRecipient { user_id: c, device_id: c_dev }]);
+    assert_eq!(
+        recipients,
+        vec![PushRecipient { user_id: b, device_id: b_dev }, PushRecipient { user_id: c, device_id: c_dev }]
+    );
     assert_eq!(store.push_recipients(group.id, b).await.unwrap().len(), 1, "not the sender");
     store.set_muted(c, group.id, true).await.unwrap();
     assert_eq!(store.push_recipients(group.id, a).await.unwrap().len(), 1, "not a muted member");
@@ -523,14 +570,20 @@ pub async fn push_outbox_coalesces_and_retries(store: &dyn Store) {
     assert!(store.due_pushes(499, 10).await.unwrap().is_empty());
     let due = store.due_pushes(500, 10).await.unwrap();
     assert_eq!(due[0].attempts, 1);
-    store.queue_pushes(vec![PushItem { device_id: b_dev, channel_id: group.id, payload: "m4".into() }], 600).await.unwrap();
+    store
+        .queue_pushes(vec![PushItem { device_id: b_dev, channel_id: group.id, payload: "m4".into() }], 600)
+        .await
+        .unwrap();
     store.push_delivered(due[0].id, due[0].version).await.unwrap();
     let after = store.due_pushes(1_000, 10).await.unwrap();
     assert_eq!((after.len(), after[0].payload.as_str(), after[0].count), (1, "m4", 4));
     store.push_delivered(after[0].id, after[0].version).await.unwrap();
     assert!(store.due_pushes(1_000, 10).await.unwrap().is_empty());
     // Logging out (revoking) forgets the target and its queue.
-    store.queue_pushes(vec![PushItem { device_id: b_dev, channel_id: group.id, payload: "m5".into() }], 1).await.unwrap();
+    store
+        .queue_pushes(vec![PushItem { device_id: b_dev, channel_id: group.id, payload: "m5".into() }], 1)
+        .await
+        .unwrap();
     store.revoke_device(b_dev).await.unwrap();
     assert!(store.due_pushes(1_000, 10).await.unwrap().is_empty());
     assert!(store.push_recipients(group.id, a).await.unwrap().is_empty());
@@ -544,7 +597,12 @@ pub async fn closed_store_refuses_work(store: &dyn Store) {
 
 async fn user_result(store: &dyn Store) -> Result<chinwag_proto::User, StoreError> {
     store
-        .create_user(NewUser { username: "late".into(), display_name: "l".into(), password_hash: "h".into(), created_at: 1 })
+        .create_user(NewUser {
+            username: "late".into(),
+            display_name: "l".into(),
+            password_hash: "h".into(),
+            created_at: 1,
+        })
         .await
 }
 

@@ -63,12 +63,7 @@ pub trait Store: Send + Sync + 'static {
     /// The one direct channel of a pair, created when missing (`true`);
     /// `Blocked` when it would be created between users one of whom
     /// blocked the other.
-    async fn direct_channel(
-        &self,
-        me: UserId,
-        other: UserId,
-        now_ms: i64,
-    ) -> Result<(Channel, bool), StoreError>;
+    async fn direct_channel(&self, me: UserId, other: UserId, now_ms: i64) -> Result<(Channel, bool), StoreError>;
     /// A group with its creator and `member_ids`; `NotFound` when a member
     /// does not exist, `GroupTooLarge` above the member limit, `Blocked`
     /// when a member blocked the creator.
@@ -83,7 +78,13 @@ pub trait Store: Send + Sync + 'static {
     /// `actor` adds `user` to a group. Someone who left the group on their
     /// own is not added back by others but invited (`Invited`), and only
     /// joins by accepting. `Blocked` when `user` blocked `actor`.
-    async fn add_member(&self, id: ChannelId, user: UserId, actor: UserId, now_ms: i64) -> Result<MemberAdded, StoreError>;
+    async fn add_member(
+        &self,
+        id: ChannelId,
+        user: UserId,
+        actor: UserId,
+        now_ms: i64,
+    ) -> Result<MemberAdded, StoreError>;
     /// `actor` removes `user` (themselves: they leave, which is
     /// remembered); `false` when they were not a member.
     async fn remove_member(&self, id: ChannelId, user: UserId, actor: UserId, now_ms: i64) -> Result<bool, StoreError>;
@@ -162,7 +163,13 @@ pub trait Store: Send + Sync + 'static {
     async fn mentions(&self, viewer: UserId, before: Option<i64>, limit: u32) -> Result<FeedPage, StoreError>;
 
     /// Registers (or replaces) a device's push target (opaque JSON).
-    async fn set_push_target(&self, device: DeviceId, user: UserId, target: String, now_ms: i64) -> Result<(), StoreError>;
+    async fn set_push_target(
+        &self,
+        device: DeviceId,
+        user: UserId,
+        target: String,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
     /// A device's push target (opaque JSON), if it registered one.
     async fn push_target(&self, device: DeviceId) -> Result<Option<String>, StoreError>;
     /// Unregisters a device's push target and drops its queued pushes.

@@ -163,7 +163,8 @@ impl TestServer {
         let resp = req.send().await.expect("http request");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, value)
     }
 
@@ -177,9 +178,8 @@ impl TestServer {
 
     /// Signs up and logs in; returns the user's id and a device token.
     pub async fn user(&self, name: &str) -> Account {
-        let (status, body) = self
-            .call("POST", "/v1/users", None, Some(json!({"username": name, "password": PASSWORD})))
-            .await;
+        let (status, body) =
+            self.call("POST", "/v1/users", None, Some(json!({"username": name, "password": PASSWORD}))).await;
         assert_eq!(status, 201, "signup {name}: {body}");
         let id = body["user"]["id"].as_i64().expect("user id");
         let token = self.login(name).await;
@@ -188,9 +188,8 @@ impl TestServer {
 
     /// A new device token for an existing user.
     pub async fn login(&self, name: &str) -> String {
-        let (status, body) = self
-            .call("POST", "/v1/sessions", None, Some(json!({"username": name, "password": PASSWORD})))
-            .await;
+        let (status, body) =
+            self.call("POST", "/v1/sessions", None, Some(json!({"username": name, "password": PASSWORD}))).await;
         assert_eq!(status, 201, "login {name}: {body}");
         body["token"].as_str().expect("token").to_string()
     }
@@ -221,7 +220,8 @@ impl TestServer {
 
     pub async fn group(&self, creator: &Account, members: &[&Account]) -> i64 {
         let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
-        let (status, body) = self.post("/v1/channels", &creator.token, json!({"name": "group", "member_ids": ids})).await;
+        let (status, body) =
+            self.post("/v1/channels", &creator.token, json!({"name": "group", "member_ids": ids})).await;
         assert_eq!(status, 201, "{body}");
         body["channel"]["id"].as_i64().unwrap()
     }

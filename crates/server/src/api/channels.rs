@@ -132,10 +132,7 @@ impl HistoryParams {
             (None, None, None) => HistoryQuery::Latest,
             (None, None, Some(center)) => HistoryQuery::Around(MessageId(center)),
             (after, Some(before), None) if after.is_none() => HistoryQuery::Before(MessageId(before)),
-            (after, before, None) => HistoryQuery::Range {
-                after: after.map(MessageId),
-                before: before.map(MessageId),
-            },
+            (after, before, None) => HistoryQuery::Range { after: after.map(MessageId), before: before.map(MessageId) },
             (_, _, Some(_)) => {
                 return Err(ApiError(WireError::bad_request("`around` cannot be combined with `after` or `before`")))
             }
@@ -169,9 +166,8 @@ pub async fn post_message(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<PostMessage>,
 ) -> Result<impl IntoResponse> {
-    let appended = app
-        .send_message(session.user_id, SendTarget::Channel(ChannelId(id)), body.client_msg_id, body.text)
-        .await?;
+    let appended =
+        app.send_message(session.user_id, SendTarget::Channel(ChannelId(id)), body.client_msg_id, body.text).await?;
     Ok((StatusCode::CREATED, Json(json!({ "message": appended.message }))))
 }
 
@@ -191,17 +187,9 @@ pub async fn mark_read(
 }
 
 /// Every member's read marker (lets a client show "seen" after a reload).
-pub async fn reads(
-    State(app): State<Arc<App>>,
-    Auth(session): Auth,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>> {
+pub async fn reads(State(app): State<Arc<App>>, Auth(session): Auth, ApiPath(id): ApiPath<i64>) -> Result<Json<Value>> {
     let channel = app.channel_for(session.user_id, ChannelId(id)).await?;
-    let state = app
-        .store
-        .channel_state(channel.id)
-        .await?
-        .ok_or_else(|| ApiError(WireError::not_found("channel")))?;
+    let state = app.store.channel_state(channel.id).await?.ok_or_else(|| ApiError(WireError::not_found("channel")))?;
     let mut reads: Vec<(UserId, MessageId)> = state.read_markers.into_iter().collect();
     reads.sort();
     let reads: Vec<Value> = reads.into_iter().map(|(u, m)| json!({ "user_id": u, "message_id": m })).collect();

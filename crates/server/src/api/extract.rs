@@ -20,7 +20,10 @@ impl<T: DeserializeOwned> FromRequest<Arc<App>> for ApiJson<T> {
     async fn from_request(req: Request, state: &Arc<App>) -> Result<Self, Self::Rejection> {
         Json::<T>::from_request(req, state).await.map(|Json(v)| ApiJson(v)).map_err(|e| {
             if crate::guarded_io::caused_by::<crate::http::BodyTimeout>(&e) {
-                ApiError(WireError::new(chinwag_proto::ErrorCode::RequestTimeout, "the request body did not arrive in time"))
+                ApiError(WireError::new(
+                    chinwag_proto::ErrorCode::RequestTimeout,
+                    "the request body did not arrive in time",
+                ))
             } else {
                 ApiError(WireError::bad_request(e.body_text()))
             }

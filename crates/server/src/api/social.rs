@@ -68,7 +68,11 @@ pub async fn block(State(app): State<Arc<App>>, Auth(session): Auth, ApiPath(id)
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn unblock(State(app): State<Arc<App>>, Auth(session): Auth, ApiPath(id): ApiPath<i64>) -> Result<StatusCode> {
+pub async fn unblock(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode> {
     app.store.unblock(session.user_id, UserId(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -145,10 +149,7 @@ pub async fn search(
     if let Some(channel) = channel {
         app.channel_for(session.user_id, channel).await?;
     }
-    let page = app
-        .store
-        .search(session.user_id, SearchQuery { terms, channel, before: params.before, limit })
-        .await?;
+    let page = app.store.search(session.user_id, SearchQuery { terms, channel, before: params.before, limit }).await?;
     Ok(feed_json(page))
 }
 
@@ -170,11 +171,7 @@ pub async fn mentions(
 
 /// Where to open the WebSocket, least-loaded gateway first.
 pub async fn discovery(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>> {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_owned();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned();
     let mut gateways = app.discovery.live();
     // Before the first announcement (or after a stall) this node still serves.
     if !gateways.iter().any(|g| g.id == app.gateway_id) {
@@ -197,10 +194,7 @@ pub async fn discovery(State(app): State<Arc<App>>, headers: HeaderMap) -> Resul
 
 pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     app.metrics.refresh_process(app.connections.len());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        app.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render())
 }
 
 /// Registers (or replaces) this device's push target.
@@ -224,7 +218,8 @@ pub async fn set_push(
 /// This device's push target as registered, with its webhook key (made
 /// by the server when the registration brought none).
 pub async fn get_push(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<Value>> {
-    let stored = app.store.push_target(session.device_id).await?.ok_or_else(|| ApiError(WireError::not_found("push target")))?;
+    let stored =
+        app.store.push_target(session.device_id).await?.ok_or_else(|| ApiError(WireError::not_found("push target")))?;
     let target: Value = serde_json::from_str(&stored).map_err(|_| ApiError(WireError::internal()))?;
     Ok(Json(json!({ "target": target })))
 }

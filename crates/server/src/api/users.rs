@@ -86,10 +86,7 @@ pub async fn login(
             created_at: chinwag_proto::now_ms(),
         })
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "token": token, "device_id": device_id, "user": credentials.user })),
-    ))
+    Ok((StatusCode::CREATED, Json(json!({ "token": token, "device_id": device_id, "user": credentials.user }))))
 }
 
 /// Revokes the token at once and closes its sockets.
@@ -147,13 +144,8 @@ pub async fn find_by_username(
     Auth(_): Auth,
     ApiQuery(query): ApiQuery<UsernameQuery>,
 ) -> Result<Json<serde_json::Value>> {
-    let name = query
-        .username
-        .ok_or_else(|| ApiError(WireError::bad_request("query parameter `username` is required")))?;
-    let user = app
-        .store
-        .user_by_username(&name)
-        .await?
-        .ok_or_else(|| ApiError(WireError::not_found("user")))?;
+    let name =
+        query.username.ok_or_else(|| ApiError(WireError::bad_request("query parameter `username` is required")))?;
+    let user = app.store.user_by_username(&name).await?.ok_or_else(|| ApiError(WireError::not_found("user")))?;
     Ok(Json(json!({ "user": user })))
 }

@@ -15,8 +15,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use chinwag_bus::{Delivery, Event};
 use chinwag_proto::{
-    validate, ChannelId, ClientFrame, DeviceId, ErrorCode, Message, MessageId, ServerFrame, UserId,
-    WireError,
+    validate, ChannelId, ClientFrame, DeviceId, ErrorCode, Message, MessageId, ServerFrame, UserId, WireError,
 };
 use chinwag_store::{HistoryQuery, Session};
 use futures_util::{SinkExt, StreamExt};
@@ -184,10 +183,7 @@ impl Connection {
                     self.write_frame(&ServerFrame::Pong).await?;
                     continue;
                 }
-                Ok((_, reference)) => (
-                    WireError::new(ErrorCode::Unauthorized, "send an auth frame first"),
-                    reference,
-                ),
+                Ok((_, reference)) => (WireError::new(ErrorCode::Unauthorized, "send an auth frame first"), reference),
             };
             self.write_error(&reply.0, reply.1).await?;
         }
@@ -247,7 +243,8 @@ impl Connection {
             if let Err(closing) = step {
                 return closing;
             }
-            let due = if state.cursors.overfull() { Some(Instant::now()) } else { state.cursors.next_gap_due(gap_delay) };
+            let due =
+                if state.cursors.overfull() { Some(Instant::now()) } else { state.cursors.next_gap_due(gap_delay) };
             let wanted = due.map_or_else(far_future, Into::into);
             if gap_timer.deadline() != wanted {
                 gap_timer.as_mut().reset(wanted);
@@ -308,7 +305,9 @@ impl Connection {
                     (None, None) => None,
                 };
                 match target {
-                    Some(target) => self.send(state.user, target, client_msg_id, text, reference.clone(), replies).await,
+                    Some(target) => {
+                        self.send(state.user, target, client_msg_id, text, reference.clone(), replies).await
+                    }
                     None => Err(WireError::bad_request("`send` needs `channel_id` or `to_user_id`")),
                 }
             }

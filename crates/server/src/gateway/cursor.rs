@@ -112,9 +112,7 @@ impl Cursors {
     pub fn due_gaps(&self, now: Instant, delay: Duration) -> Vec<Gap> {
         self.channels
             .iter()
-            .filter(|(_, c)| {
-                c.gap_since.is_some_and(|since| since + delay <= now) || c.held.len() > MAX_HELD
-            })
+            .filter(|(_, c)| c.gap_since.is_some_and(|since| since + delay <= now) || c.held.len() > MAX_HELD)
             .filter_map(|(&channel, c)| {
                 let (&before, _) = c.held.first_key_value()?;
                 Some(Gap { channel, after: c.delivered, before })

@@ -9,12 +9,12 @@ use crate::api::{extract_bearer, ClientIp};
 use crate::error::ApiError;
 use crate::guarded_io::Guard;
 use crate::App;
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::State;
-use chinwag_proto::ErrorCode;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use chinwag_proto::validate::FRAME_MAX_BYTES;
+use chinwag_proto::ErrorCode;
 use chinwag_proto::WireError;
 use std::sync::Arc;
 
@@ -44,14 +44,18 @@ pub async fn upgrade(
     // jittered retry hint instead of degrading everyone already connected.
     if app.connections.len() >= app.config.max_connections {
         let retry_after_ms = 1_000 + rand::random::<u64>() % 4_000;
-        let error = WireError { retry_after_ms: Some(retry_after_ms), ..WireError::new(ErrorCode::Unavailable, "server is full, retry later") };
+        let error = WireError {
+            retry_after_ms: Some(retry_after_ms),
+            ..WireError::new(ErrorCode::Unavailable, "server is full, retry later")
+        };
         return ApiError(error).into_response();
     }
     // Browsers always send Origin; other clients need not.
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         if !origin.to_str().is_ok_and(|o| app.config.origin_allowed(o, host)) {
-            return ApiError(WireError::new(ErrorCode::Forbidden, "this origin may not open WebSockets here")).into_response();
+            return ApiError(WireError::new(ErrorCode::Forbidden, "this origin may not open WebSockets here"))
+                .into_response();
         }
     }
     let Some(slot) = app.ip_slots.take(client, app.config.max_connections_per_ip) else {

@@ -157,12 +157,37 @@ mod tests {
     #[test]
     fn only_public_addresses_are_public() {
         for private in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "255.255.255.255", "224.0.0.1", "198.18.0.1", "192.0.0.8", "::1", "::", "fc00::1", "fd12::1", "fe80::1",
-            "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::7f00:1", "2001:db8::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "198.18.0.1",
+            "192.0.0.8",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::7f00:1",
+            "2001:db8::1",
             // Forms that embed or tunnel to IPv4.
-            "::127.0.0.1", "::10.0.0.1", "::8.8.8.8", "::ffff:0:7f00:1", "2002:7f00:1::1", "2002:a00:1::",
-            "2001:0:4136:e378:8000:63bf:3fff:fdd2", "64:ff9b:1::a00:1", "100::1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::8.8.8.8",
+            "::ffff:0:7f00:1",
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "64:ff9b:1::a00:1",
+            "100::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private} counted as public");
         }
@@ -174,7 +199,9 @@ mod tests {
     #[tokio::test]
     async fn urls_are_checked_by_literal_and_by_name() {
         let guarded = AddressPolicy { allow_private: false };
-        for url in ["http://127.0.0.1:9/x", "http://[::1]/x", "http://169.254.169.254/latest", "http://localhost:8080/x"] {
+        for url in
+            ["http://127.0.0.1:9/x", "http://[::1]/x", "http://169.254.169.254/latest", "http://localhost:8080/x"]
+        {
             assert!(guarded.check_url(&url.parse().unwrap()).await.is_err(), "{url} allowed");
         }
         assert!(guarded.check_url(&"http://93.184.216.34/x".parse().unwrap()).await.is_ok());

@@ -121,9 +121,8 @@ impl Deliveries {
 
     /// Forgets hosts with nothing under way and nothing held against them.
     fn forget_quiet_hosts(&self) {
-        self.hosts().retain(|_, h| {
-            h.permits.available_permits() < PER_HOST_LIMIT || h.failures > 0 || h.open_until.is_some()
-        });
+        self.hosts()
+            .retain(|_, h| h.permits.available_permits() < PER_HOST_LIMIT || h.failures > 0 || h.open_until.is_some());
     }
 
     /// Waits (bounded) for deliveries under way at shutdown.

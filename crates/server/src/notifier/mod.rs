@@ -22,7 +22,6 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-
 /// Where a device wants its notifications (`PUT /v1/devices/current/push`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -99,10 +98,7 @@ pub enum PushError {
 /// means the target is gone, anything else is retried. (The deliverer
 /// bounds the time; see `delivery`.)
 pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<(), PushError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| PushError::Retry(e.to_string()))?;
+    let response = request.send().await.map_err(|e| PushError::Retry(e.to_string()))?;
     let status = response.status();
     match status.as_u16() {
         200..=299 => Ok(()),

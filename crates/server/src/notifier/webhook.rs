@@ -61,14 +61,11 @@ mod tests {
     #[test]
     fn signature_covers_the_timestamp_and_the_body() {
         // RFC 4231 test case 2, with the data split as "<timestamp>.<body>".
-        assert_eq!(
-            super::sign(b"Jefe", 1234, b"what do ya want for nothing?"),
-            {
-                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"Jefe").unwrap();
-                mac.update(b"1234.what do ya want for nothing?");
-                format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-            }
-        );
+        assert_eq!(super::sign(b"Jefe", 1234, b"what do ya want for nothing?"), {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"Jefe").unwrap();
+            mac.update(b"1234.what do ya want for nothing?");
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        });
         assert_ne!(super::sign(b"Jefe", 1234, b"x"), super::sign(b"Jefe", 1235, b"x"));
     }
 }

@@ -1,7 +1,7 @@
 //! Web Push: payload encryption (RFC 8291, `aes128gcm` of RFC 8188) and
 //! VAPID (RFC 8292) with the server's P-256 key, kept in the data dir.
 
-use super::{PushError, Pusher, PushTarget};
+use super::{PushError, PushTarget, Pusher};
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes128Gcm, Nonce};
 use async_trait::async_trait;

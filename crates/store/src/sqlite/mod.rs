@@ -11,10 +11,9 @@ mod queries;
 mod schema;
 
 use crate::{
-    Account, BackupInfo, MemberAdded,
-    OutboxItem, PushItem, PushRecipient,
-    Appended, BoxFuture, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
-    Page, Session, Store, StoreError,
+    Account, Appended, BackupInfo, BoxFuture, ChannelState, Credentials, FeedPage, HistoryQuery, MemberAdded,
+    NewDevice, NewGroup, NewMessage, NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery, Session, Store,
+    StoreError,
 };
 use async_trait::async_trait;
 use chinwag_proto::{Channel, ChannelId, DeviceId, Invitation, MessageId, User, UserId};
@@ -119,10 +118,7 @@ impl SqliteStore {
     }
 
     /// Like [`SqliteStore::open`], reporting each group commit to `observer`.
-    pub fn open_observed(
-        config: &SqliteConfig,
-        observer: Option<Box<dyn CommitObserver>>,
-    ) -> Result<Self, StoreError> {
+    pub fn open_observed(config: &SqliteConfig, observer: Option<Box<dyn CommitObserver>>) -> Result<Self, StoreError> {
         let writer = schema::open_writer(&config.path)?;
         let checkpointer = schema::open_checkpointer(&config.path)?;
         // The writer holds `stop_checkpoints`; when it exits, so does the
@@ -168,9 +164,7 @@ impl SqliteStore {
         let queued = match self.writes.try_send(job) {
             Ok(()) => None,
             Err(flume::TrySendError::Full(job)) => Some((self.writes.clone(), job)),
-            Err(flume::TrySendError::Disconnected(_)) => {
-                return Box::pin(std::future::ready(Err(StoreError::Closed)))
-            }
+            Err(flume::TrySendError::Disconnected(_)) => return Box::pin(std::future::ready(Err(StoreError::Closed))),
         };
         Box::pin(async move {
             // A full queue means overload: wait for room (backpressure).
@@ -219,11 +213,7 @@ fn checkpoint_loop(conn: Connection, stop: flume::Receiver<()>) {
     }
 }
 
-fn writer_loop(
-    conn: Connection,
-    rx: flume::Receiver<WriterMsg>,
-    observer: Option<Box<dyn CommitObserver>>,
-) {
+fn writer_loop(conn: Connection, rx: flume::Receiver<WriterMsg>, observer: Option<Box<dyn CommitObserver>>) {
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
     let mut shutdown = None;
     while shutdown.is_none() {
@@ -254,11 +244,7 @@ fn writer_loop(
     }
 }
 
-fn commit_batch(
-    conn: &Connection,
-    batch: &mut Vec<Box<dyn WriteJob>>,
-    observer: Option<&dyn CommitObserver>,
-) {
+fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn WriteJob>>, observer: Option<&dyn CommitObserver>) {
     let jobs = batch.len();
     let started = Instant::now();
     let exec = |sql: &str| -> Result<(), String> {
@@ -354,12 +340,7 @@ impl Store for SqliteStore {
         self.write(move |c| queries::revoke_device(c, device)).await
     }
 
-    async fn direct_channel(
-        &self,
-        me: UserId,
-        other: UserId,
-        now_ms: i64,
-    ) -> Result<(Channel, bool), StoreError> {
+    async fn direct_channel(&self, me: UserId, other: UserId, now_ms: i64) -> Result<(Channel, bool), StoreError> {
         self.write(move |c| queries::direct_channel(c, me, other, now_ms)).await
     }
 
@@ -383,7 +364,13 @@ impl Store for SqliteStore {
         self.read(move |c| queries::members(c, id)).await
     }
 
-    async fn add_member(&self, id: ChannelId, user: UserId, actor: UserId, now_ms: i64) -> Result<MemberAdded, StoreError> {
+    async fn add_member(
+        &self,
+        id: ChannelId,
+        user: UserId,
+        actor: UserId,
+        now_ms: i64,
+    ) -> Result<MemberAdded, StoreError> {
         self.write(move |c| queries::add_member(c, id, user, actor, now_ms)).await
     }
 
@@ -481,7 +468,13 @@ impl Store for SqliteStore {
         self.write(move |c| queries::set_read(c, id, user, message_id)).await
     }
 
-    async fn set_push_target(&self, device: DeviceId, user: UserId, target: String, now_ms: i64) -> Result<(), StoreError> {
+    async fn set_push_target(
+        &self,
+        device: DeviceId,
+        user: UserId,
+        target: String,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.write(move |c| queries::set_push_target(c, device, user, &target, now_ms)).await
     }
 
@@ -570,10 +563,7 @@ mod tests {
         let copy_dir = tempfile::tempdir().unwrap();
         std::fs::copy(&dest, copy_dir.path().join("chinwag.db")).unwrap();
         let copy = SqliteStore::open(&SqliteConfig::in_dir(copy_dir.path())).unwrap();
-        let page = copy
-            .messages(ch.id, HistoryQuery::Range { after: None, before: None }, 200, a)
-            .await
-            .unwrap();
+        let page = copy.messages(ch.id, HistoryQuery::Range { after: None, before: None }, 200, a).await.unwrap();
         assert_eq!(page.messages.len(), 200);
         let ids: Vec<i64> = page.messages.iter().map(|m| m.message_id.0).collect();
         assert_eq!(ids, (1..=200).collect::<Vec<_>>());

@@ -3,9 +3,8 @@
 //! batch transaction, so a function's statements are atomic together.
 
 use crate::{
-    MemberAdded, OutboxItem, PushItem, PushRecipient,
-    Account, Appended, ChannelState, Credentials, FeedPage, HistoryQuery, SearchQuery, NewDevice, NewGroup, NewMessage, NewUser,
-    Page, Session, StoreError,
+    Account, Appended, ChannelState, Credentials, FeedPage, HistoryQuery, MemberAdded, NewDevice, NewGroup, NewMessage,
+    NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery, Session, StoreError,
 };
 use chinwag_proto::validate::{GROUP_MAX_MEMBERS, PAGE_MAX_BYTES};
 use chinwag_proto::{Channel, ChannelId, ChannelKind, DeviceId, Invitation, Message, MessageId, User, UserId};
@@ -22,12 +21,7 @@ const VIEWED_MESSAGE: &str = "m.channel_id, m.message_id, m.sender_id, m.client_
     EXISTS (SELECT 1 FROM mentions WHERE user_id = ?9 AND msg_rowid = m.rowid), m.rowid";
 
 fn user_from(row: &Row) -> rusqlite::Result<User> {
-    Ok(User {
-        id: UserId(row.get(0)?),
-        username: row.get(1)?,
-        display_name: row.get(2)?,
-        created_at: row.get(3)?,
-    })
+    Ok(User { id: UserId(row.get(0)?), username: row.get(1)?, display_name: row.get(2)?, created_at: row.get(3)? })
 }
 
 fn message_from(row: &Row) -> rusqlite::Result<Message> {
@@ -53,10 +47,8 @@ pub fn create_user(c: &Connection, u: &NewUser) -> Result<User> {
     if user_by_username(c, &u.username)?.is_some() {
         return Err(StoreError::UsernameTaken);
     }
-    c.prepare_cached(
-        "INSERT INTO users (username, display_name, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![u.username, u.display_name, u.password_hash, u.created_at])?;
+    c.prepare_cached("INSERT INTO users (username, display_name, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![u.username, u.display_name, u.password_hash, u.created_at])?;
     Ok(User {
         id: UserId(c.last_insert_rowid()),
         username: u.username.clone(),
@@ -147,16 +139,13 @@ pub fn set_disabled(c: &Connection, id: UserId, disabled: bool, now_ms: i64) -> 
 }
 
 pub fn update_display_name(c: &Connection, id: UserId, display_name: &str) -> Result<User> {
-    c.prepare_cached("UPDATE users SET display_name = ?2 WHERE id = ?1")?
-        .execute(params![id.0, display_name])?;
+    c.prepare_cached("UPDATE users SET display_name = ?2 WHERE id = ?1")?.execute(params![id.0, display_name])?;
     user(c, id)?.ok_or(StoreError::NotFound)
 }
 
 pub fn create_device(c: &Connection, d: &NewDevice) -> Result<DeviceId> {
-    c.prepare_cached(
-        "INSERT INTO devices (user_id, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![d.user_id.0, d.name, d.token_hash, d.created_at])?;
+    c.prepare_cached("INSERT INTO devices (user_id, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![d.user_id.0, d.name, d.token_hash, d.created_at])?;
     Ok(DeviceId(c.last_insert_rowid()))
 }
 
@@ -165,28 +154,22 @@ pub fn session(c: &Connection, token_hash: &[u8]) -> Result<Option<Session>> {
         "SELECT d.user_id, d.id FROM devices d JOIN users u ON u.id = d.user_id \
          WHERE d.token_hash = ?1 AND d.revoked_at IS NULL AND u.disabled_at IS NULL",
     )?
-    .query_row([token_hash], |row| {
-        Ok(Session { user_id: UserId(row.get(0)?), device_id: DeviceId(row.get(1)?) })
-    })
+    .query_row([token_hash], |row| Ok(Session { user_id: UserId(row.get(0)?), device_id: DeviceId(row.get(1)?) }))
     .optional()?)
 }
 
 /// Revoking a device also forgets its push target (a logged-out device
 /// gets no more notifications).
 pub fn revoke_device(c: &Connection, device: DeviceId) -> Result<()> {
-    c.prepare_cached(
-        "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-    )?
-    .execute(params![device.0, chinwag_proto::now_ms()])?;
+    c.prepare_cached("UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
+        .execute(params![device.0, chinwag_proto::now_ms()])?;
     remove_push_target(c, device)
 }
 
 /// The channel row and every member's read marker.
 pub fn channel_state(c: &Connection, id: ChannelId) -> Result<Option<ChannelState>> {
     let row = c
-        .prepare_cached(
-            "SELECT kind, name, created_by, last_message_id, created_at FROM channels WHERE id = ?1",
-        )?
+        .prepare_cached("SELECT kind, name, created_by, last_message_id, created_at FROM channels WHERE id = ?1")?
         .query_row([id.0], |row| {
             let kind: String = row.get(0)?;
             Ok((kind, row.get::<_, Option<String>>(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
@@ -197,9 +180,8 @@ pub fn channel_state(c: &Connection, id: ChannelId) -> Result<Option<ChannelStat
     };
     let mut read_markers = HashMap::new();
     let mut member_ids = Vec::new();
-    let mut stmt = c.prepare_cached(
-        "SELECT user_id, read_up_to FROM members WHERE channel_id = ?1 ORDER BY user_id",
-    )?;
+    let mut stmt =
+        c.prepare_cached("SELECT user_id, read_up_to FROM members WHERE channel_id = ?1 ORDER BY user_id")?;
     let mut rows = stmt.query([id.0])?;
     while let Some(row) = rows.next()? {
         let user = UserId(row.get(0)?);
@@ -223,9 +205,7 @@ pub fn channel_state(c: &Connection, id: ChannelId) -> Result<Option<ChannelStat
 }
 
 pub fn channel_for(c: &Connection, id: ChannelId, viewer: UserId) -> Result<Option<Channel>> {
-    Ok(channel_state(c, id)?
-        .filter(|s| s.read_markers.contains_key(&viewer))
-        .map(|s| s.for_member(viewer)))
+    Ok(channel_state(c, id)?.filter(|s| s.read_markers.contains_key(&viewer)).map(|s| s.for_member(viewer)))
 }
 
 pub fn channels_of(c: &Connection, user: UserId) -> Result<Vec<Channel>> {
@@ -254,10 +234,8 @@ fn is_member(c: &Connection, id: ChannelId, user: UserId) -> Result<bool> {
 }
 
 fn insert_member(c: &Connection, id: ChannelId, user: UserId, now_ms: i64) -> Result<()> {
-    c.prepare_cached(
-        "INSERT INTO members (channel_id, user_id, read_up_to, joined_at) VALUES (?1, ?2, 0, ?3)",
-    )?
-    .execute(params![id.0, user.0, now_ms])?;
+    c.prepare_cached("INSERT INTO members (channel_id, user_id, read_up_to, joined_at) VALUES (?1, ?2, 0, ?3)")?
+        .execute(params![id.0, user.0, now_ms])?;
     Ok(())
 }
 
@@ -286,15 +264,11 @@ fn blocked_between(c: &Connection, a: UserId, b: UserId) -> Result<bool> {
 
 /// Whether `owner` blocked `other`.
 fn has_blocked(c: &Connection, owner: UserId, other: UserId) -> Result<bool> {
-    Ok(c.prepare_cached("SELECT 1 FROM blocks WHERE owner_id = ?1 AND blocked_id = ?2")?.exists(params![owner.0, other.0])?)
+    Ok(c.prepare_cached("SELECT 1 FROM blocks WHERE owner_id = ?1 AND blocked_id = ?2")?
+        .exists(params![owner.0, other.0])?)
 }
 
-pub fn direct_channel(
-    c: &Connection,
-    me: UserId,
-    other: UserId,
-    now_ms: i64,
-) -> Result<(Channel, bool)> {
+pub fn direct_channel(c: &Connection, me: UserId, other: UserId, now_ms: i64) -> Result<(Channel, bool)> {
     if user(c, other)?.is_none() || user(c, me)?.is_none() {
         return Err(StoreError::NotFound);
     }
@@ -340,9 +314,8 @@ pub fn create_group(c: &Connection, g: &NewGroup) -> Result<Channel> {
 }
 
 fn check_room(c: &Connection, id: ChannelId) -> Result<()> {
-    let count: i64 = c
-        .prepare_cached("SELECT count(*) FROM members WHERE channel_id = ?1")?
-        .query_row([id.0], |row| row.get(0))?;
+    let count: i64 =
+        c.prepare_cached("SELECT count(*) FROM members WHERE channel_id = ?1")?.query_row([id.0], |row| row.get(0))?;
     if count as usize >= GROUP_MAX_MEMBERS {
         return Err(StoreError::GroupTooLarge);
     }
@@ -417,8 +390,10 @@ pub fn accept_invitation(c: &Connection, id: ChannelId, user: UserId, now_ms: i6
         check_room(c, id)?;
         insert_member(c, id, user, now_ms)?;
     }
-    c.prepare_cached("DELETE FROM invitations WHERE channel_id = ?1 AND user_id = ?2")?.execute(params![id.0, user.0])?;
-    c.prepare_cached("DELETE FROM departures WHERE channel_id = ?1 AND user_id = ?2")?.execute(params![id.0, user.0])?;
+    c.prepare_cached("DELETE FROM invitations WHERE channel_id = ?1 AND user_id = ?2")?
+        .execute(params![id.0, user.0])?;
+    c.prepare_cached("DELETE FROM departures WHERE channel_id = ?1 AND user_id = ?2")?
+        .execute(params![id.0, user.0])?;
     Ok(())
 }
 
@@ -640,12 +615,7 @@ pub fn messages(c: &Connection, id: ChannelId, query: HistoryQuery, limit: u32, 
     Ok(Page { messages, has_more })
 }
 
-pub fn set_read(
-    c: &Connection,
-    id: ChannelId,
-    user: UserId,
-    message_id: MessageId,
-) -> Result<Option<MessageId>> {
+pub fn set_read(c: &Connection, id: ChannelId, user: UserId, message_id: MessageId) -> Result<Option<MessageId>> {
     let current: Option<(i64, i64)> = c
         .prepare_cached(
             "SELECT m.read_up_to, ch.last_message_id FROM members m JOIN channels ch ON ch.id = m.channel_id \
@@ -784,12 +754,10 @@ pub fn mentions(c: &Connection, viewer: UserId, before: Option<i64>, limit: u32)
 /// would flush per message; this flushes once per batch, and a message is
 /// still searchable as soon as its batch commits.
 pub fn index_new_messages(c: &Connection) -> Result<()> {
-    let indexed: i64 = c
-        .prepare_cached("SELECT indexed_rowid FROM search_progress WHERE id = 1")?
-        .query_row([], |row| row.get(0))?;
-    let newest: i64 = c
-        .prepare_cached("SELECT coalesce(max(rowid), 0) FROM messages")?
-        .query_row([], |row| row.get(0))?;
+    let indexed: i64 =
+        c.prepare_cached("SELECT indexed_rowid FROM search_progress WHERE id = 1")?.query_row([], |row| row.get(0))?;
+    let newest: i64 =
+        c.prepare_cached("SELECT coalesce(max(rowid), 0) FROM messages")?.query_row([], |row| row.get(0))?;
     if newest > indexed {
         c.prepare_cached("INSERT INTO messages_fts (rowid, text) SELECT rowid, text FROM messages WHERE rowid > ?1")?
             .execute([indexed])?;

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Each entry moves the schema one version forward; never edit a shipped one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id            INTEGER PRIMARY KEY,
     username      TEXT NOT NULL UNIQUE,
@@ -50,7 +51,8 @@ CREATE TABLE messages (
     UNIQUE (channel_id, message_id)
 );
 CREATE UNIQUE INDEX messages_idempotency ON messages(sender_id, client_msg_id);
-"#, r#"
+"#,
+    r#"
 ALTER TABLE users ADD COLUMN last_active_at INTEGER;
 CREATE TABLE contacts (
     owner_id   INTEGER NOT NULL REFERENCES users(id),
@@ -72,14 +74,16 @@ CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
     INSERT INTO messages_fts (rowid, text) VALUES (new.rowid, new.text);
 END;
 INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
-"#, r#"
+"#,
+    r#"
 DROP TRIGGER messages_fts_insert;
 CREATE TABLE search_progress (
     id            INTEGER PRIMARY KEY CHECK (id = 1),
     indexed_rowid INTEGER NOT NULL
 );
 INSERT INTO search_progress (id, indexed_rowid) VALUES (1, (SELECT coalesce(max(rowid), 0) FROM messages));
-"#, r#"
+"#,
+    r#"
 CREATE TABLE push_targets (
     device_id  INTEGER PRIMARY KEY REFERENCES devices(id),
     user_id    INTEGER NOT NULL REFERENCES users(id),
@@ -104,12 +108,15 @@ CREATE TABLE push_outbox (
     UNIQUE (device_id, channel_id)
 );
 CREATE INDEX push_outbox_due ON push_outbox(due_at);
-"#, r#"
+"#,
+    r#"
 ALTER TABLE users ADD COLUMN disabled_at INTEGER;
-"#, r#"
+"#,
+    r#"
 DROP INDEX messages_idempotency;
 CREATE UNIQUE INDEX messages_idempotency ON messages(channel_id, sender_id, client_msg_id);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE blocks (
     owner_id   INTEGER NOT NULL REFERENCES users(id),
     blocked_id INTEGER NOT NULL REFERENCES users(id),
@@ -131,7 +138,8 @@ CREATE TABLE invitations (
     PRIMARY KEY (channel_id, user_id)
 ) WITHOUT ROWID;
 CREATE INDEX invitations_by_user ON invitations(user_id, created_at);
-"#];
+"#,
+];
 
 fn pragmas(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(Duration::from_secs(10))?;
@@ -190,10 +198,7 @@ pub(super) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
 
 /// A read-only connection for a reader thread.
 pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     pragmas(&conn)?;
     Ok(conn)
 }
@@ -237,9 +242,7 @@ pub(super) fn backup(source: &Path, dest: &Path) -> Result<BackupInfo, StoreErro
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > MIGRATIONS.len() {
-        return Err(StoreError::Backend(
-            format!("database schema {version} is newer than this binary knows").into(),
-        ));
+        return Err(StoreError::Backend(format!("database schema {version} is newer than this binary knows").into()));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1))?;
