@@ -58,6 +58,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::disallowed_methods, reason = "a plain test thread, no runtime to block")]
     fn least_loaded_first_and_expired_entries_vanish() {
         let d = LocalDiscovery::new(Duration::from_millis(50));
         d.announce(GatewayInfo { id: "a".into(), ws_url: Some("ws://a".into()), load: 9 });

@@ -23,6 +23,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start; boxing would only obscure the flags")]
 enum Command {
     /// Run the server (every role, embedded store).
     Serve {
@@ -74,6 +75,7 @@ fn main() -> Result<()> {
 /// multi-megabyte buffers (argon2 takes 19 MiB per hash) are carved from
 /// per-thread arenas and never given back. A fixed threshold keeps them
 /// mmapped, so they return to the OS when freed.
+#[allow(unsafe_code, reason = "mallopt has no safe wrapper; it only sets an allocator tunable")]
 fn return_large_buffers_to_the_os() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator tunable; called before any
@@ -87,10 +89,7 @@ fn return_large_buffers_to_the_os() {
 /// socket) is its owner's alone, whatever umask it was started with:
 /// the data directory holds every message and password hash.
 fn keep_files_private() {
-    // SAFETY: umask only changes this process's file creation mask.
-    unsafe {
-        libc::umask(0o077);
-    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
 }
 
 /// Many sockets need many descriptors: lift the soft limit to the hard one.

@@ -70,7 +70,7 @@ async fn disabling_a_user_closes_their_sockets_and_refuses_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_taken_while_messages_flow_is_a_whole_store() {
     let server = TestServer::start_with(&["--send-rate-per-s", "100000", "--send-burst", "100000"]);
-    let (alice, bob, channel) = server.alice_and_bob().await;
+    let (alice, _bob, channel) = server.alice_and_bob().await;
     let (mut ws, _) = server.connect(&alice.token).await;
     let mut acked = 0;
     for i in 1..=150 {

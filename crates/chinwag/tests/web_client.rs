@@ -22,6 +22,7 @@ struct ChromeDriver {
 }
 
 impl ChromeDriver {
+    #[allow(clippy::disallowed_methods, reason = "runs before any async work, waiting for a child process")]
     fn start() -> ChromeDriver {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("chromedriver")

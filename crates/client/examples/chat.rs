@@ -17,12 +17,14 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 async fn main() -> Result<(), ClientError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [base, username, password, peer] = args.as_slice() else {
-        eprintln!("usage: chat BASE_URL USERNAME PASSWORD PEER_USERNAME");
-        std::process::exit(2);
+        return Err(ClientError::Protocol("usage: chat BASE_URL USERNAME PASSWORD PEER_USERNAME".into()));
     };
     let api = Api::new(base);
     match api.signup(username, password).await {
-        Ok(_) | Err(ClientError::Server(_)) => {} // already signed up is fine
+        // Already signed up is fine; any other refusal (a weak password, a
+        // bad username) is worth telling.
+        Ok(_) => {}
+        Err(ClientError::Server(e)) if e.code == chinwag_proto::ErrorCode::UsernameTaken => {}
         Err(e) => return Err(e),
     }
     let session = api.login(username, password).await?;

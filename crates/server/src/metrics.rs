@@ -1,7 +1,7 @@
 //! Prometheus metrics, held in an explicit registry passed through `App`
 //! (no global recorder), rendered by `GET /metrics`.
 
-use chinwag_store::sqlite::CommitObserver;
+use chinwag_store::CommitObserver;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -126,14 +126,13 @@ impl Metrics {
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             self.open_fds.set(fds.count() as i64);
         }
-        // statm's second field is resident pages.
-        let resident_pages = std::fs::read_to_string("/proc/self/statm")
-            .ok()
-            .and_then(|statm| statm.split_whitespace().nth(1).and_then(|p| p.parse::<i64>().ok()));
-        if let Some(pages) = resident_pages {
-            // SAFETY: sysconf only reads a system constant.
-            let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-            self.resident_memory_bytes.set(pages * page_size as i64);
+        // "VmRSS:   12345 kB" in the process's status.
+        let resident_kib = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<i64>().ok()
+        });
+        if let Some(kib) = resident_kib {
+            self.resident_memory_bytes.set(kib * 1024);
         }
     }
 

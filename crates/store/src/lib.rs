@@ -19,6 +19,13 @@ use async_trait::async_trait;
 use std::future::Future;
 use std::pin::Pin;
 
+/// Observes group commits, e.g. to export batch sizes and fsync times. Any
+/// backend that commits writes in batches reports them here, so metrics
+/// need not know which backend runs.
+pub trait CommitObserver: Send + Sync + 'static {
+    fn batch_committed(&self, jobs: usize, commit_time: std::time::Duration);
+}
+
 /// A boxed future that may move between threads.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 use chinwag_proto::{Channel, ChannelId, DeviceId, Invitation, MessageId, User, UserId};

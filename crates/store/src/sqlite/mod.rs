@@ -10,6 +10,7 @@
 mod queries;
 mod schema;
 
+use crate::CommitObserver;
 use crate::{
     Account, Appended, BackupInfo, BoxFuture, ChannelState, Credentials, FeedPage, HistoryQuery, MemberAdded,
     NewDevice, NewGroup, NewMessage, NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery, Session, Store,
@@ -27,11 +28,6 @@ const MAX_BATCH: usize = 512;
 /// Writes waiting for the writer; senders wait (backpressure) beyond this.
 const WRITE_QUEUE: usize = 8192;
 const READ_QUEUE: usize = 8192;
-
-/// Observes group commits, e.g. to export batch sizes and fsync times.
-pub trait CommitObserver: Send + Sync + 'static {
-    fn batch_committed(&self, jobs: usize, commit_time: Duration);
-}
 
 /// Settings of the embedded store.
 #[derive(Debug, Clone)]
