@@ -78,20 +78,15 @@ impl App {
         tokio::spawn(finish).await.map_err(|_| WireError::internal())?
     }
 
+    /// Publishes a stored message to the members its own transaction saw
+    /// (no cache decides who hears), and hands it to the notifier.
     async fn fan_out_message(&self, appended: &Appended) {
-        let channel = appended.message.channel_id;
-        match self.members.members(&*self.store, channel).await {
-            Ok(members) => {
-                self.bus.publish(
-                    &members,
-                    Event::Message { message: appended.message.clone(), mentions: appended.mentions.clone() },
-                );
-                self.message_for_push(&appended.message, &members);
-            }
-            // Stored but not pushed live: members catch up from history
-            // (the next message's gap, a sync, or a reconnect).
-            Err(e) => tracing::error!(error = %e, channel = channel.0, "member lookup for fan-out failed"),
-        }
+        let members = &appended.members;
+        self.bus.publish(
+            members,
+            Event::Message { message: appended.message.clone(), mentions: appended.mentions.clone() },
+        );
+        self.message_for_push(&appended.message, members);
     }
 
     async fn direct_channel_id(&self, me: UserId, other: UserId) -> Result<ChannelId, WireError> {

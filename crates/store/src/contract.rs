@@ -173,6 +173,7 @@ pub async fn message_ids_are_sequential_and_idempotent(store: &dyn Store) {
     let first = send(store, ch.id, a, "m1").await;
     assert_eq!(first.message.message_id, MessageId(1));
     assert!(!first.duplicate);
+    assert_eq!(first.members, vec![a, b], "the members the append saw");
     assert_eq!(send(store, ch.id, b, "m1").await.message.message_id, MessageId(2));
     let again = send(store, ch.id, a, "m1").await;
     assert!(again.duplicate);
@@ -303,6 +304,8 @@ pub async fn history_pages(store: &dyn Store) {
     assert_eq!((ids(&around), around.has_more), (vec![3, 4, 5, 6], true));
     let edge = store.messages(ch.id, HistoryQuery::Around(MessageId(1)), 1, a).await.unwrap();
     assert_eq!((ids(&edge), edge.has_more), (vec![1], true));
+    let outsider = user(store, "outsider").await;
+    assert!(matches!(store.messages(ch.id, HistoryQuery::Latest, 10, outsider).await, Err(StoreError::NotAMember)));
 }
 
 /// However long the texts, a page stays within `PAGE_MAX_BYTES` (but
@@ -561,32 +564,68 @@ pub async fn push_outbox_coalesces_and_retries(store: &dyn Store) {
         let item = PushItem { device_id: b_dev, channel_id: group.id, payload: format!("m{n}") };
         store.queue_pushes(vec![item], 100 + n).await.unwrap();
     }
-    assert!(store.due_pushes(100, 10).await.unwrap().is_empty());
-    let due = store.due_pushes(101, 10).await.unwrap();
+    assert!(store.claim_due_pushes(100, 10, 1).await.unwrap().is_empty());
+    let due = store.claim_due_pushes(101, 10, 1).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].payload.as_str(), due[0].count, due[0].user_id), ("m3", 3, b));
     // A failure postpones it; a merge during delivery survives the delivery.
     store.push_retry(due[0].id, 1, 500).await.unwrap();
-    assert!(store.due_pushes(499, 10).await.unwrap().is_empty());
-    let due = store.due_pushes(500, 10).await.unwrap();
+    assert!(store.claim_due_pushes(499, 10, 1).await.unwrap().is_empty());
+    let due = store.claim_due_pushes(500, 10, 1).await.unwrap();
     assert_eq!(due[0].attempts, 1);
     store
         .queue_pushes(vec![PushItem { device_id: b_dev, channel_id: group.id, payload: "m4".into() }], 600)
         .await
         .unwrap();
     store.push_delivered(due[0].id, due[0].version).await.unwrap();
-    let after = store.due_pushes(1_000, 10).await.unwrap();
+    let after = store.claim_due_pushes(1_000, 10, 1).await.unwrap();
     assert_eq!((after.len(), after[0].payload.as_str(), after[0].count), (1, "m4", 4));
     store.push_delivered(after[0].id, after[0].version).await.unwrap();
-    assert!(store.due_pushes(1_000, 10).await.unwrap().is_empty());
+    assert!(store.claim_due_pushes(1_000, 10, 1).await.unwrap().is_empty());
     // Logging out (revoking) forgets the target and its queue.
     store
         .queue_pushes(vec![PushItem { device_id: b_dev, channel_id: group.id, payload: "m5".into() }], 1)
         .await
         .unwrap();
     store.revoke_device(b_dev).await.unwrap();
-    assert!(store.due_pushes(1_000, 10).await.unwrap().is_empty());
+    assert!(store.claim_due_pushes(1_000, 10, 1).await.unwrap().is_empty());
     assert!(store.push_recipients(group.id, a).await.unwrap().is_empty());
+}
+
+/// Two deliverers claiming at once never get the same row; a lease that
+/// runs out (a deliverer died) hands the row to the next claim.
+pub async fn push_claims_are_exclusive(store: Arc<dyn Store>) {
+    let (a, b) = two_users(&*store).await;
+    let dev =
+        store.create_device(NewDevice { user_id: b, name: None, token_hash: vec![7], created_at: 1 }).await.unwrap();
+    store.set_push_target(dev, b, "{}".into(), 1).await.unwrap();
+    let mut channels = Vec::new();
+    for n in 0..20 {
+        let c = user(&*store, &format!("peer{n}")).await;
+        let g = store
+            .create_group(NewGroup { creator: a, name: "g".into(), member_ids: vec![b, c], created_at: 1 })
+            .await
+            .unwrap();
+        channels.push(g.id);
+    }
+    let items = channels.iter().map(|&ch| PushItem { device_id: dev, channel_id: ch, payload: "p".into() }).collect();
+    store.queue_pushes(items, 10).await.unwrap();
+    let claims: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_due_pushes(100, 8, 1_000).await.unwrap() })
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for claim in claims {
+        for item in claim.await.unwrap() {
+            assert!(seen.insert(item.id), "row {} claimed twice", item.id);
+        }
+    }
+    assert_eq!(seen.len(), 20);
+    assert!(store.claim_due_pushes(500, 100, 1_000).await.unwrap().is_empty(), "all leased");
+    let again = store.claim_due_pushes(1_200, 100, 1_000).await.unwrap();
+    assert_eq!(again.len(), 20, "expired leases are claimed again");
 }
 
 pub async fn closed_store_refuses_work(store: &dyn Store) {
@@ -641,6 +680,12 @@ macro_rules! store_contract_tests {
             async fn refused_writes_leave_no_trace() {
                 let (_guard, store) = $open().await;
                 $crate::contract::refused_writes_leave_no_trace(Arc::new(store)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn push_claims_are_exclusive() {
+                let (_guard, store) = $open().await;
+                $crate::contract::push_claims_are_exclusive(Arc::new(store)).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

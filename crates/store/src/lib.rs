@@ -129,7 +129,9 @@ pub trait Store: Send + Sync + 'static {
     /// still share batches.
     fn append_message(&self, message: NewMessage) -> BoxFuture<'static, Result<Appended, StoreError>>;
     /// A page of history, ascending by `message_id`, with `mentioned` set
-    /// on messages that mention `viewer`.
+    /// on messages that mention `viewer`. `NotAMember` when `viewer` is not
+    /// in the channel: membership is checked here, with the read, never
+    /// left to a cache or a bus event.
     async fn messages(
         &self,
         id: ChannelId,
@@ -189,8 +191,12 @@ pub trait Store: Send + Sync + 'static {
     /// Queues notifications due at `due_at_ms`, merging each into a pending
     /// one for the same device and channel.
     async fn queue_pushes(&self, items: Vec<PushItem>, due_at_ms: i64) -> Result<(), StoreError>;
-    /// Up to `limit` queued notifications due by `now_ms`, oldest first.
-    async fn due_pushes(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Claims up to `limit` queued notifications due by `now_ms`, oldest
+    /// first, for `lease_ms`: until the lease runs out (or the outcome is
+    /// recorded) no other claim returns them, so two deliverers never send
+    /// one twice. A deliverer that dies leaves its rows to the next claim
+    /// after the lease.
+    async fn claim_due_pushes(&self, now_ms: i64, limit: u32, lease_ms: i64) -> Result<Vec<OutboxItem>, StoreError>;
     /// A notification was delivered: removes it unless it changed since.
     async fn push_delivered(&self, id: i64, version: i64) -> Result<(), StoreError>;
     /// A delivery failed: try again at `due_at_ms`.

@@ -97,6 +97,10 @@ pub struct Appended {
     pub duplicate: bool,
     /// Members the text mentions (`@username`); empty for a resend.
     pub mentions: Vec<UserId>,
+    /// The channel's members as the append's own transaction saw them
+    /// (ascending; empty for a resend): who must hear of the message,
+    /// never a cache's idea of it.
+    pub members: Vec<UserId>,
 }
 
 /// A full-text search over the viewer's channels.

@@ -463,6 +463,12 @@ impl Connection {
             let query = HistoryQuery::Range { after: Some(gap.after), before: Some(gap.before) };
             let page = match self.app.store.messages(gap.channel, query, wanted, state.user).await {
                 Ok(page) => page,
+                // No longer a member (the removal's event is on its way
+                // or was lost): nothing more of that channel reaches us.
+                Err(chinwag_store::StoreError::NotAMember) => {
+                    state.cursors.leave(gap.channel);
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "gap fill failed; the client will sync");
                     return Err(Closing(Some((TRY_AGAIN_LATER, "store unavailable; reconnect and sync"))));

@@ -1,5 +1,6 @@
-//! The deliverer: sends due notifications from the outbox, each on a task
-//! of its own, so one slow target never holds up the others.
+//! The deliverer: claims due notifications from the outbox (leased, so
+//! two deliverers never send one row twice) and sends each on a task of
+//! its own, so one slow target never holds up the others.
 //!
 //! - Every request has a deadline (`push_timeout_ms`).
 //! - At most `GLOBAL_LIMIT` requests are under way at once, and at most
@@ -14,7 +15,7 @@
 use super::{Notification, PushError, PushTarget};
 use crate::App;
 use chinwag_store::OutboxItem;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -34,9 +35,8 @@ const BREAKER_THRESHOLD: u32 = 3;
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
 const BREAKER_COOLDOWN_MAX: Duration = Duration::from_secs(600);
 
-/// What is in flight, and each host's gate.
+/// Each host's gate, and the deliveries under way.
 pub(super) struct Deliveries {
-    in_flight: Mutex<HashSet<i64>>,
     hosts: Mutex<HashMap<String, Host>>,
     global: Arc<Semaphore>,
     tasks: TaskTracker,
@@ -45,7 +45,6 @@ pub(super) struct Deliveries {
 impl Default for Deliveries {
     fn default() -> Self {
         Deliveries {
-            in_flight: Mutex::default(),
             hosts: Mutex::default(),
             global: Arc::new(Semaphore::new(GLOBAL_LIMIT)),
             tasks: TaskTracker::new(),
@@ -80,10 +79,6 @@ enum Gate {
 impl Deliveries {
     fn hosts(&self) -> MutexGuard<'_, HashMap<String, Host>> {
         self.hosts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn in_flight(&self) -> MutexGuard<'_, HashSet<i64>> {
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn gate(&self, host: &str) -> Gate {
@@ -139,24 +134,26 @@ fn host_of(target: &PushTarget) -> Option<String> {
 }
 
 impl App {
-    /// Starts the deliveries of the notifications that are due, without
-    /// waiting for them.
+    /// Claims the notifications that are due and starts their deliveries,
+    /// without waiting for them.
     pub(super) async fn deliver_due(self: &Arc<Self>) {
         let deliveries = &self.notifier.deliveries;
         deliveries.forget_quiet_hosts();
-        let wanted = (GLOBAL_LIMIT + deliveries.in_flight().len()) as u32;
-        let due = match self.store.due_pushes(chinwag_proto::now_ms(), wanted).await {
+        let room = deliveries.global.available_permits() as u32;
+        if room == 0 {
+            return;
+        }
+        // Longer than any delivery may take, so a row is never sent twice;
+        // short enough that a crashed deliverer's rows come back soon.
+        let lease_ms = 2 * self.config.push_timeout_ms as i64 + 10_000;
+        let due = match self.store.claim_due_pushes(chinwag_proto::now_ms(), room, lease_ms).await {
             Ok(due) => due,
             Err(e) => {
-                tracing::warn!(error = %e, "reading the push outbox failed");
+                tracing::warn!(error = %e, "claiming due pushes failed");
                 return;
             }
         };
         for item in due {
-            if deliveries.in_flight().contains(&item.id) {
-                continue;
-            }
-            let Ok(global) = deliveries.global.clone().try_acquire_owned() else { break };
             let target = match serde_json::from_str::<PushTarget>(&item.target) {
                 Ok(target) => target,
                 Err(e) => {
@@ -168,21 +165,21 @@ impl App {
                 self.record(&item, Err(PushError::Gone("target has no host".into()))).await;
                 continue;
             };
-            let host_permit = match deliveries.gate(&host) {
-                Gate::Go(permit) => permit,
-                Gate::Busy => continue,
-                Gate::Open(until) => {
-                    // Wait for the breaker without spending an attempt.
-                    self.metrics.push_breaker_skips.inc();
-                    let wait = until.saturating_duration_since(Instant::now()).as_millis() as i64;
-                    let due = chinwag_proto::now_ms() + wait;
-                    if let Err(e) = self.store.push_retry(item.id, item.attempts, due).await {
-                        tracing::warn!(error = %e, "recording a push outcome failed");
+            let (Ok(global), Gate::Go(host_permit)) =
+                (deliveries.global.clone().try_acquire_owned(), deliveries.gate(&host))
+            else {
+                // No room now (or the host's breaker is open): give the row
+                // back, due when it may be tried, without spending a try.
+                let until = match deliveries.gate(&host) {
+                    Gate::Open(until) => {
+                        self.metrics.push_breaker_skips.inc();
+                        until.saturating_duration_since(Instant::now()).as_millis() as i64
                     }
-                    continue;
-                }
+                    _ => 0,
+                };
+                self.put_back(&item, chinwag_proto::now_ms() + until).await;
+                continue;
             };
-            deliveries.in_flight().insert(item.id);
             let app = self.clone();
             deliveries.tasks.spawn(async move {
                 let timeout = Duration::from_millis(app.config.push_timeout_ms);
@@ -192,9 +189,15 @@ impl App {
                 };
                 app.notifier.deliveries.report(&host, matches!(outcome, Err(PushError::Retry(_))));
                 app.record(&item, outcome).await;
-                app.notifier.deliveries.in_flight().remove(&item.id);
                 drop((host_permit, global));
             });
+        }
+    }
+
+    /// Releases a claimed row untried, due at `due_at_ms`.
+    async fn put_back(&self, item: &OutboxItem, due_at_ms: i64) {
+        if let Err(e) = self.store.push_retry(item.id, item.attempts, due_at_ms).await {
+            tracing::warn!(error = %e, "releasing a push failed");
         }
     }
 

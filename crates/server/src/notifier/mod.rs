@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// How long the enqueuer waits at shutdown for sends still finishing.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Where a device wants its notifications (`PUT /v1/devices/current/push`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -208,10 +211,21 @@ impl App {
         let enqueuer = {
             let app = self.clone();
             tokio::spawn(async move {
+                loop {
+                    let message = tokio::select! {
+                        message = queued.recv() => message,
+                        _ = app.shutdown.cancelled() => break,
+                    };
+                    let Some(message) = message else { return };
+                    app.queue_notification_or_log(&message).await;
+                }
+                // Shutting down: messages whose sends are still finishing
+                // get a moment to arrive, then everything queued is stored
+                // in the outbox, so no push is lost to a clean stop.
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                queued.close();
                 while let Some(message) = queued.recv().await {
-                    if let Err(e) = app.queue_notifications(&message).await {
-                        tracing::warn!(error = %e, "could not queue push notifications");
-                    }
+                    app.queue_notification_or_log(&message).await;
                 }
             })
         };
@@ -223,8 +237,16 @@ impl App {
                 _ = tick.tick() => self.deliver_due().await,
             }
         }
-        enqueuer.abort();
+        if tokio::time::timeout(SHUTDOWN_GRACE * 20, enqueuer).await.is_err() {
+            tracing::warn!("push notifications still being queued at shutdown");
+        }
         self.notifier.deliveries.finish().await;
+    }
+
+    async fn queue_notification_or_log(&self, message: &Message) {
+        if let Err(e) = self.queue_notifications(message).await {
+            tracing::warn!(error = %e, "could not queue push notifications");
+        }
     }
 
     /// One outbox entry per device of each member with no connected device.

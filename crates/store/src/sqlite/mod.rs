@@ -494,8 +494,8 @@ impl Store for SqliteStore {
         self.write(move |c| queries::queue_pushes(c, &items, due_at_ms)).await
     }
 
-    async fn due_pushes(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
-        self.read(move |c| queries::due_pushes(c, now_ms, limit)).await
+    async fn claim_due_pushes(&self, now_ms: i64, limit: u32, lease_ms: i64) -> Result<Vec<OutboxItem>, StoreError> {
+        self.write(move |c| queries::claim_due_pushes(c, now_ms, limit, lease_ms)).await
     }
 
     async fn push_delivered(&self, id: i64, version: i64) -> Result<(), StoreError> {

@@ -473,9 +473,10 @@ fn message_by_client_id(c: &Connection, m: &NewMessage) -> Result<Option<Message
 /// allocated and committed in order with no gaps.
 pub fn append_message(c: &Connection, m: NewMessage) -> Result<Appended> {
     if let Some(message) = message_by_client_id(c, &m)? {
-        return Ok(Appended { message, duplicate: true, mentions: Vec::new() });
+        return Ok(Appended { message, duplicate: true, mentions: Vec::new(), members: Vec::new() });
     }
-    if !is_member(c, m.channel_id, m.sender_id)? {
+    let members = members(c, m.channel_id)?;
+    if !members.contains(&m.sender_id) {
         return Err(StoreError::NotAMember);
     }
     // In a direct channel, a block on either side stops messages.
@@ -499,6 +500,7 @@ pub fn append_message(c: &Connection, m: NewMessage) -> Result<Appended> {
     let mentions = record_mentions(c, &m, c.last_insert_rowid())?;
     Ok(Appended {
         mentions,
+        members,
         message: Message {
             channel_id: m.channel_id,
             message_id: MessageId(id),
@@ -583,6 +585,9 @@ fn message_run(c: &Connection, id: ChannelId, viewer: UserId, run: Run) -> Resul
 }
 
 pub fn messages(c: &Connection, id: ChannelId, query: HistoryQuery, limit: u32, viewer: UserId) -> Result<Page> {
+    if !is_member(c, id, viewer)? {
+        return Err(StoreError::NotAMember);
+    }
     let full = Budget::Page(PAGE_MAX_BYTES);
     let run = |lower, upper, descending, limit, budget| {
         message_run(c, id, viewer, Run { lower, upper, descending, limit, budget })
@@ -828,35 +833,46 @@ pub fn queue_pushes(c: &Connection, items: &[PushItem], due_at_ms: i64) -> Resul
     Ok(())
 }
 
-pub fn due_pushes(c: &Connection, now_ms: i64, limit: u32) -> Result<Vec<OutboxItem>> {
-    Ok(c.prepare_cached(
-        "SELECT o.id, o.version, o.device_id, p.user_id, o.channel_id, p.target, o.payload, o.count, o.attempts \
-         FROM push_outbox o JOIN push_targets p ON p.device_id = o.device_id \
-         WHERE o.due_at <= ?1 ORDER BY o.due_at LIMIT ?2",
-    )?
-    .query_map(params![now_ms, limit], |row| {
-        Ok(OutboxItem {
-            id: row.get(0)?,
-            version: row.get(1)?,
-            device_id: DeviceId(row.get(2)?),
-            user_id: UserId(row.get(3)?),
-            channel_id: ChannelId(row.get(4)?),
-            target: row.get(5)?,
-            payload: row.get(6)?,
-            count: row.get(7)?,
-            attempts: row.get(8)?,
-        })
-    })?
-    .collect::<rusqlite::Result<_>>()?)
+/// Claims due rows: they are read and leased in the writer's transaction,
+/// so two deliverers never get the same row while its lease runs.
+pub fn claim_due_pushes(c: &Connection, now_ms: i64, limit: u32, lease_ms: i64) -> Result<Vec<OutboxItem>> {
+    let items: Vec<OutboxItem> = c
+        .prepare_cached(
+            "SELECT o.id, o.version, o.device_id, p.user_id, o.channel_id, p.target, o.payload, o.count, o.attempts \
+             FROM push_outbox o JOIN push_targets p ON p.device_id = o.device_id \
+             WHERE o.due_at <= ?1 AND o.claimed_until <= ?1 ORDER BY o.due_at LIMIT ?2",
+        )?
+        .query_map(params![now_ms, limit], |row| {
+            Ok(OutboxItem {
+                id: row.get(0)?,
+                version: row.get(1)?,
+                device_id: DeviceId(row.get(2)?),
+                user_id: UserId(row.get(3)?),
+                channel_id: ChannelId(row.get(4)?),
+                target: row.get(5)?,
+                payload: row.get(6)?,
+                count: row.get(7)?,
+                attempts: row.get(8)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut lease = c.prepare_cached("UPDATE push_outbox SET claimed_until = ?2 WHERE id = ?1")?;
+    for item in &items {
+        lease.execute(params![item.id, now_ms + lease_ms])?;
+    }
+    Ok(items)
 }
 
+/// Removes the row unless it changed since it was claimed; a changed row
+/// (a message merged in meanwhile) is released for its next delivery.
 pub fn push_delivered(c: &Connection, id: i64, version: i64) -> Result<()> {
     c.prepare_cached("DELETE FROM push_outbox WHERE id = ?1 AND version = ?2")?.execute(params![id, version])?;
+    c.prepare_cached("UPDATE push_outbox SET claimed_until = 0 WHERE id = ?1")?.execute([id])?;
     Ok(())
 }
 
 pub fn push_retry(c: &Connection, id: i64, attempts: u32, due_at_ms: i64) -> Result<()> {
-    c.prepare_cached("UPDATE push_outbox SET attempts = ?2, due_at = ?3 WHERE id = ?1")?
+    c.prepare_cached("UPDATE push_outbox SET attempts = ?2, due_at = ?3, claimed_until = 0 WHERE id = ?1")?
         .execute(params![id, attempts, due_at_ms])?;
     Ok(())
 }

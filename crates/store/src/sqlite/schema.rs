@@ -139,6 +139,9 @@ CREATE TABLE invitations (
 ) WITHOUT ROWID;
 CREATE INDEX invitations_by_user ON invitations(user_id, created_at);
 "#,
+    r#"
+ALTER TABLE push_outbox ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 fn pragmas(conn: &Connection) -> Result<(), StoreError> {
