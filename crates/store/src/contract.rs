@@ -1,6 +1,15 @@
 //! The behaviour every `Store` backend must have, written once. A backend's
 //! test module calls `store_contract_tests!(open)` with an async `open()`
-//! returning `(guard, store)`; the guard keeps temp resources alive.
+//! returning `(guard, store)`; the guard keeps temp resources alive. A
+//! backend in another crate enables the `contract-tests` feature.
+//!
+//! Each case expects a fresh, empty store (ids start at 1, names are
+//! fixed): `open()` must give every test its own database or schema.
+//!
+//! The `conflicting_*` cases race two writers at the same row; a store with
+//! one writer passes them trivially, a store with many connections only if
+//! it settles each race with the right answer (never a backend error).
+#![allow(clippy::unwrap_used, missing_docs)]
 
 use crate::*;
 use chinwag_proto::validate::PAGE_MAX_BYTES;
@@ -628,6 +637,138 @@ pub async fn push_claims_are_exclusive(store: Arc<dyn Store>) {
     assert_eq!(again.len(), 20, "expired leases are claimed again");
 }
 
+/// Runs `f` twice at once and returns both outcomes.
+async fn twice_at_once<T, F, Fut>(store: &Arc<dyn Store>, f: F) -> (T, T)
+where
+    F: Fn(Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (one, two) = (tokio::spawn(f(store.clone())), tokio::spawn(f(store.clone())));
+    (one.await.unwrap(), two.await.unwrap())
+}
+
+pub async fn conflicting_signups_of_one_name(store: Arc<dyn Store>) {
+    for round in 0..20 {
+        let name = format!("same{round}");
+        let signup = |store: Arc<dyn Store>| {
+            let name = name.clone();
+            async move {
+                store
+                    .create_user(NewUser {
+                        username: name,
+                        display_name: "x".into(),
+                        password_hash: "h".into(),
+                        created_at: 1,
+                    })
+                    .await
+            }
+        };
+        let (one, two) = twice_at_once(&store, signup).await;
+        let taken = [&one, &two].iter().filter(|r| matches!(r, Err(StoreError::UsernameTaken))).count();
+        assert!(one.is_ok() != two.is_ok() && taken == 1, "round {round}: {one:?} / {two:?}");
+    }
+}
+
+pub async fn conflicting_first_direct_channels(store: Arc<dyn Store>) {
+    for round in 0..20 {
+        let a = user(&*store, &format!("left{round}")).await;
+        let b = user(&*store, &format!("right{round}")).await;
+        let (one, two) = (
+            tokio::spawn({
+                let store = store.clone();
+                async move { store.direct_channel(a, b, 1).await }
+            }),
+            tokio::spawn({
+                let store = store.clone();
+                async move { store.direct_channel(b, a, 1).await }
+            }),
+        );
+        let ((one, one_created), (two, two_created)) = (one.await.unwrap().unwrap(), two.await.unwrap().unwrap());
+        assert_eq!(one.id, two.id, "round {round}: one channel per pair");
+        assert!(one_created != two_created, "round {round}: exactly one created it");
+    }
+}
+
+pub async fn conflicting_adds_of_the_last_member(store: Arc<dyn Store>) {
+    let creator = user(&*store, "creator").await;
+    let mut others = Vec::new();
+    for i in 0..98 {
+        others.push(user(&*store, &format!("m{i}")).await);
+    }
+    let group =
+        store.create_group(NewGroup { creator, name: "g".into(), member_ids: others, created_at: 1 }).await.unwrap();
+    let (x, y) = (user(&*store, "late1").await, user(&*store, "late2").await);
+    let (one, two) = (
+        tokio::spawn({
+            let store = store.clone();
+            async move { store.add_member(group.id, x, creator, 2).await }
+        }),
+        tokio::spawn({
+            let store = store.clone();
+            async move { store.add_member(group.id, y, creator, 2).await }
+        }),
+    );
+    let (one, two) = (one.await.unwrap(), two.await.unwrap());
+    let added = [&one, &two].iter().filter(|r| matches!(r, Ok(MemberAdded::Added))).count();
+    let full = [&one, &two].iter().filter(|r| matches!(r, Err(StoreError::GroupTooLarge))).count();
+    assert_eq!((added, full), (1, 1), "{one:?} / {two:?}");
+    assert_eq!(store.members(group.id).await.unwrap().len(), 100);
+}
+
+pub async fn conflicting_read_markers(store: Arc<dyn Store>) {
+    let (a, b) = two_users(&*store).await;
+    let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
+    for i in 1..=50 {
+        send(&*store, ch.id, a, &format!("r{i}")).await;
+    }
+    for round in 0..10 {
+        let (high, low) = (MessageId(40 + round), MessageId(5 + round));
+        let (one, two) = (
+            tokio::spawn({
+                let store = store.clone();
+                async move { store.set_read(ch.id, b, high).await }
+            }),
+            tokio::spawn({
+                let store = store.clone();
+                async move { store.set_read(ch.id, b, low).await }
+            }),
+        );
+        one.await.unwrap().unwrap();
+        two.await.unwrap().unwrap();
+        let marker = store.channel(ch.id, b).await.unwrap().unwrap().read_up_to;
+        assert_eq!(marker, high, "round {round}: the marker moved backwards");
+    }
+}
+
+pub async fn conflicting_resends_of_one_message(store: Arc<dyn Store>) {
+    let (a, b) = two_users(&*store).await;
+    let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
+    for round in 0..20 {
+        let cmid = format!("twice{round}");
+        let resend = |store: Arc<dyn Store>| {
+            let cmid = cmid.clone();
+            async move {
+                store
+                    .append_message(NewMessage {
+                        channel_id: ch.id,
+                        sender_id: a,
+                        client_msg_id: cmid,
+                        text: "x".into(),
+                        created_at: 1,
+                    })
+                    .await
+            }
+        };
+        let (one, two) = twice_at_once(&store, resend).await;
+        let (one, two) = (one.unwrap(), two.unwrap());
+        assert_eq!(one.message, two.message, "round {round}: both get the one stored message");
+        assert!(one.duplicate != two.duplicate, "round {round}: stored once");
+    }
+    let last = store.channel(ch.id, a).await.unwrap().unwrap().last_message_id;
+    assert_eq!(last, MessageId(20), "no id was spent twice");
+}
+
 pub async fn closed_store_refuses_work(store: &dyn Store) {
     store.close().await;
     assert!(matches!(store.user(UserId(1)).await, Ok(None) | Err(StoreError::Closed)));
@@ -676,23 +817,23 @@ macro_rules! store_contract_tests {
             case!(search_and_mentions);
             case!(push_outbox_coalesces_and_retries);
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn refused_writes_leave_no_trace() {
-                let (_guard, store) = $open().await;
-                $crate::contract::refused_writes_leave_no_trace(Arc::new(store)).await;
+            macro_rules! shared_case {
+                ($shared:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $shared() {
+                        let (_guard, store) = $open().await;
+                        $crate::contract::$shared(Arc::new(store)).await;
+                    }
+                };
             }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn push_claims_are_exclusive() {
-                let (_guard, store) = $open().await;
-                $crate::contract::push_claims_are_exclusive(Arc::new(store)).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn concurrent_appends_have_no_gaps() {
-                let (_guard, store) = $open().await;
-                $crate::contract::concurrent_appends_have_no_gaps(Arc::new(store)).await;
-            }
+            shared_case!(conflicting_signups_of_one_name);
+            shared_case!(conflicting_first_direct_channels);
+            shared_case!(conflicting_adds_of_the_last_member);
+            shared_case!(conflicting_read_markers);
+            shared_case!(conflicting_resends_of_one_message);
+            shared_case!(concurrent_appends_have_no_gaps);
+            shared_case!(refused_writes_leave_no_trace);
+            shared_case!(push_claims_are_exclusive);
         }
     };
 }

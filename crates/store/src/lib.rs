@@ -9,8 +9,9 @@ mod error;
 pub mod sqlite;
 mod types;
 
-#[cfg(test)]
-mod contract;
+/// The behaviour every backend must have, for `store_contract_tests!`.
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
 
 pub use error::StoreError;
 pub use types::*;
