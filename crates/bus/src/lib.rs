@@ -5,8 +5,16 @@
 //! bus routes between nodes and delivers into each node's registry, so the
 //! gateway code is the same in both.
 //!
+//! Besides user-addressed events, the bus carries [`NodeEvent`]s to every
+//! node (cache invalidations), and `subscribe` is async and fallible: it
+//! returns only once events published after it will be delivered, which a
+//! network bus must wait for.
+//!
 //! This crate must not know about storage, HTTP or WebSocket framing.
 
+/// The behaviour every backend must have, for `bus_contract_tests!`.
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
 mod discovery;
 mod registry;
 
@@ -63,24 +71,54 @@ impl Delivery {
 /// The sending half of a connection's bounded event queue.
 pub type EventSender = tokio::sync::mpsc::Sender<Arc<Delivery>>;
 
+/// Something every node must hear of (not addressed to users).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NodeEvent {
+    /// A channel's members changed: cached member lists are stale.
+    MembersChanged { channel_id: ChannelId },
+}
+
+/// The sending half of a node's bounded queue of [`NodeEvent`]s.
+pub type NodeEventSender = tokio::sync::mpsc::Sender<NodeEvent>;
+
+/// Why the bus could not do something; callers answer `unavailable`.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("the bus is unavailable: {0}")]
+    Unavailable(String),
+}
+
 /// Moves events to the connections of users, wherever they are connected.
+#[async_trait::async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Queues `event` for every connection of each user in `users`. Never
     /// blocks: a connection whose queue is full is dropped from the bus (its
     /// queue closes, and the gateway closes the socket with a reason).
+    /// Events of one publisher reach each queue in the order published.
     fn publish(&self, users: &[UserId], event: Event);
 
     /// Routes `user`'s events into `queue` until the returned handle drops.
-    fn subscribe(&self, user: UserId, queue: EventSender) -> Subscription;
+    /// Returns only once every event published after it will be delivered.
+    async fn subscribe(&self, user: UserId, queue: EventSender) -> Result<Subscription, BusError>;
 
-    /// This node's view of connections, for presence and load reports.
-    fn registry(&self) -> &Arc<Registry>;
+    /// Delivers `event` to every node's broadcast queues, this one's too.
+    fn broadcast(&self, event: NodeEvent);
+
+    /// Routes every node's broadcasts into `queue` until the handle drops
+    /// (a full queue is closed, like a connection's).
+    async fn subscribe_broadcasts(&self, queue: NodeEventSender) -> Result<Subscription, BusError>;
+
+    /// This node's connections: for this node's load and per-node caps,
+    /// never cluster-wide answers (those are `Presence`'s).
+    fn local_registry(&self) -> &Arc<Registry>;
 }
 
 /// The single-process bus: publishing is delivering.
 #[derive(Default)]
 pub struct LocalBus {
     registry: Arc<Registry>,
+    broadcasts: Arc<registry::Broadcasts>,
 }
 
 impl LocalBus {
@@ -89,16 +127,34 @@ impl LocalBus {
     }
 }
 
+#[async_trait::async_trait]
 impl Bus for LocalBus {
     fn publish(&self, users: &[UserId], event: Event) {
         self.registry.deliver(users, Arc::new(Delivery::new(event)));
     }
 
-    fn subscribe(&self, user: UserId, queue: EventSender) -> Subscription {
-        self.registry.add(user, queue)
+    async fn subscribe(&self, user: UserId, queue: EventSender) -> Result<Subscription, BusError> {
+        Ok(self.registry.add(user, queue))
     }
 
-    fn registry(&self) -> &Arc<Registry> {
+    fn broadcast(&self, event: NodeEvent) {
+        self.broadcasts.deliver(&event);
+    }
+
+    async fn subscribe_broadcasts(&self, queue: NodeEventSender) -> Result<Subscription, BusError> {
+        Ok(self.broadcasts.add(queue))
+    }
+
+    fn local_registry(&self) -> &Arc<Registry> {
         &self.registry
     }
+}
+
+#[cfg(test)]
+mod tests {
+    async fn local() -> ((), super::LocalBus) {
+        ((), super::LocalBus::new())
+    }
+
+    crate::bus_contract_tests!(local);
 }

@@ -4,7 +4,7 @@
 //! lock that is never held across an await, so a plain mutex per shard is the
 //! cheapest correct choice, and shards keep unrelated users from contending.
 
-use crate::{Delivery, EventSender};
+use crate::{Delivery, EventSender, NodeEvent, NodeEventSender};
 use chinwag_proto::UserId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +20,6 @@ pub struct Registry {
     shards: Vec<Mutex<Shard>>,
     next_id: AtomicU64,
     connections: AtomicUsize,
-    dropped_slow: AtomicU64,
 }
 
 impl Default for Registry {
@@ -29,7 +28,6 @@ impl Default for Registry {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             next_id: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
-            dropped_slow: AtomicU64::new(0),
         }
     }
 }
@@ -47,7 +45,7 @@ impl Registry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.shard(user).entry(user).or_default().push((id, queue));
         self.connections.fetch_add(1, Ordering::Relaxed);
-        Subscription { registry: Arc::downgrade(self), user, id }
+        Subscription { registry: Unregister::Users(Arc::downgrade(self)), user, id }
     }
 
     fn remove(&self, user: UserId, id: u64) {
@@ -73,7 +71,6 @@ impl Registry {
             queues.retain(|(_, queue)| match queue.try_send(delivery.clone()) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
-                    self.dropped_slow.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(user = user.0, "dropping a connection whose queue is full");
                     false
                 }
@@ -95,24 +92,66 @@ impl Registry {
     pub fn connection_count(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
     }
-
-    /// Connections dropped so far because their queue was full.
-    pub fn dropped_slow_total(&self) -> u64 {
-        self.dropped_slow.load(Ordering::Relaxed)
-    }
 }
 
-/// Keeps a connection's queue registered; dropping it unregisters.
+/// Keeps a queue registered (a connection's, or a node's broadcast
+/// queue); dropping it unregisters.
 pub struct Subscription {
-    registry: Weak<Registry>,
+    registry: Unregister,
     user: UserId,
     id: u64,
 }
 
+/// Where a dropped subscription removes itself from.
+enum Unregister {
+    Users(Weak<Registry>),
+    Broadcasts(Weak<Broadcasts>),
+}
+
+/// The broadcast queues of this node.
+#[derive(Default)]
+pub struct Broadcasts {
+    queues: Mutex<Vec<(u64, NodeEventSender)>>,
+    next_id: AtomicU64,
+}
+
+impl Broadcasts {
+    fn lock(&self) -> MutexGuard<'_, Vec<(u64, NodeEventSender)>> {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add(self: &Arc<Self>, queue: NodeEventSender) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().push((id, queue));
+        Subscription { registry: Unregister::Broadcasts(Arc::downgrade(self)), user: UserId(0), id }
+    }
+
+    /// Puts the event into every queue; a full or closed one is dropped.
+    pub fn deliver(&self, event: &NodeEvent) {
+        self.lock().retain(|(_, queue)| match queue.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("dropping a broadcast queue that is full");
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+        });
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some(registry) = self.registry.upgrade() {
-            registry.remove(self.user, self.id);
+        match &self.registry {
+            Unregister::Users(registry) => {
+                if let Some(registry) = registry.upgrade() {
+                    registry.remove(self.user, self.id);
+                }
+            }
+            Unregister::Broadcasts(broadcasts) => {
+                if let Some(broadcasts) = broadcasts.upgrade() {
+                    broadcasts.lock().retain(|(id, _)| *id != self.id);
+                }
+            }
         }
     }
 }
@@ -120,62 +159,8 @@ impl Drop for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Bus, Event, LocalBus};
-    use chinwag_proto::{ChannelId, DeviceId};
-    use tokio::sync::mpsc;
-
-    fn typing(n: i64) -> Event {
-        Event::Typing { channel_id: ChannelId(n), user_id: UserId(1) }
-    }
-
-    #[tokio::test]
-    async fn delivers_to_every_connection_of_addressed_users_only() {
-        let bus = LocalBus::new();
-        let (tx1, mut rx1) = mpsc::channel(8);
-        let (tx2, mut rx2) = mpsc::channel(8);
-        let (tx3, mut rx3) = mpsc::channel(8);
-        let _s1 = bus.subscribe(UserId(1), tx1);
-        let _s2 = bus.subscribe(UserId(1), tx2);
-        let _s3 = bus.subscribe(UserId(2), tx3);
-        assert_eq!(bus.registry().connections_of(UserId(1)), 2);
-        bus.publish(&[UserId(1)], typing(7));
-        assert_eq!(rx1.recv().await.unwrap().event, typing(7));
-        assert_eq!(rx2.recv().await.unwrap().event, typing(7));
-        assert!(rx3.try_recv().is_err());
-        assert_eq!(bus.registry().connection_count(), 3);
-    }
-
-    #[tokio::test]
-    async fn dropping_the_subscription_unregisters() {
-        let bus = LocalBus::new();
-        let (tx, mut rx) = mpsc::channel(8);
-        let sub = bus.subscribe(UserId(1), tx);
-        drop(sub);
-        bus.publish(&[UserId(1)], typing(1));
-        assert!(rx.recv().await.is_none());
-        assert_eq!(bus.registry().connection_count(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_is_dropped_without_touching_others() {
-        let bus = LocalBus::new();
-        let (slow_tx, mut slow_rx) = mpsc::channel(2);
-        let (fast_tx, mut fast_rx) = mpsc::channel(100);
-        let _slow = bus.subscribe(UserId(1), slow_tx);
-        let _fast = bus.subscribe(UserId(2), fast_tx);
-        for n in 0..10 {
-            bus.publish(&[UserId(1), UserId(2)], typing(n));
-        }
-        for n in 0..10 {
-            assert_eq!(fast_rx.recv().await.unwrap().event, typing(n));
-        }
-        // The slow queue got what fit, then closed.
-        assert_eq!(slow_rx.recv().await.unwrap().event, typing(0));
-        assert_eq!(slow_rx.recv().await.unwrap().event, typing(1));
-        assert!(slow_rx.recv().await.is_none());
-        assert_eq!(bus.registry().dropped_slow_total(), 1);
-        assert_eq!(bus.registry().connections_of(UserId(1)), 0);
-    }
+    use crate::Event;
+    use chinwag_proto::DeviceId;
 
     #[test]
     fn encoding_is_shared() {

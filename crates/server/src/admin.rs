@@ -60,7 +60,7 @@ struct AccountView {
 impl AccountView {
     fn new(app: &App, account: Account) -> AccountView {
         AccountView {
-            sockets: app.bus.registry().connections_of(account.user.id),
+            sockets: app.bus.local_registry().connections_of(account.user.id),
             user: account.user,
             last_active_at: account.last_active_at,
             disabled_at: account.disabled_at,

@@ -3,7 +3,7 @@
 
 use crate::error::{store_error, user_store_error};
 use crate::App;
-use chinwag_bus::Event;
+use chinwag_bus::{Event, NodeEvent};
 use chinwag_proto::{validate, Channel, ChannelId, ChannelKind, ErrorCode, Invitation, UserId, WireError};
 use chinwag_store::{ChannelState, MemberAdded, NewGroup};
 
@@ -92,7 +92,7 @@ impl App {
         let added = self.store.add_member(id, user, actor, now).await.map_err(user_store_error)?;
         match added {
             MemberAdded::Added => {
-                self.members.invalidate(id);
+                self.members_changed(id);
                 let state = self.channel_state(id).await?;
                 self.announce_state(&state, &state.channel.member_ids);
                 Ok(Added::Member(state.for_member(actor)))
@@ -113,7 +113,7 @@ impl App {
             chinwag_store::StoreError::NotFound => WireError::not_found("invitation"),
             e => store_error(e),
         })?;
-        self.members.invalidate(id);
+        self.members_changed(id);
         let state = self.channel_state(id).await?;
         self.announce_state(&state, &state.channel.member_ids);
         Ok(state.for_member(user))
@@ -131,11 +131,18 @@ impl App {
         if !self.store.remove_member(id, user, actor, chinwag_proto::now_ms()).await.map_err(store_error)? {
             return Err(WireError::not_found("member"));
         }
-        self.members.invalidate(id);
+        self.members_changed(id);
         self.bus.publish(&[user], Event::ChannelRemoved { channel_id: id });
         let state = self.channel_state(id).await?;
         self.announce_state(&state, &state.channel.member_ids);
         Ok(())
+    }
+
+    /// A channel's members changed: this node's cache forgets them now,
+    /// every other node's when the broadcast reaches it.
+    fn members_changed(&self, id: ChannelId) {
+        self.members.invalidate(id);
+        self.bus.broadcast(NodeEvent::MembersChanged { channel_id: id });
     }
 
     async fn channel_state(&self, id: ChannelId) -> Result<ChannelState, WireError> {

@@ -174,6 +174,7 @@ impl Listening {
 pub async fn serve(listener: Listening, app: Arc<App>) {
     let router = api::router(app.clone());
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
+    let broadcasts = tokio::spawn(follow_broadcasts(app.clone()));
     let notifier = tokio::spawn(app.clone().run_notifier());
     use axum::serve::ListenerExt;
     match listener {
@@ -193,6 +194,7 @@ pub async fn serve(listener: Listening, app: Arc<App>) {
     // Whatever ended serving, every role stops now.
     app.shutdown.cancel();
     housekeeping.abort();
+    broadcasts.abort();
     let _ = notifier.await;
     app.connections.close();
     if tokio::time::timeout(Duration::from_secs(10), app.connections.wait()).await.is_err() {
@@ -213,6 +215,29 @@ pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
     }
 }
 
+/// Applies what other nodes broadcast (cache invalidations). If the bus
+/// drops this node's queue (it fell behind), every cached member list is
+/// forgotten and the node subscribes again.
+async fn follow_broadcasts(app: Arc<App>) {
+    loop {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+        let _subscription = match app.bus.subscribe_broadcasts(tx).await {
+            Ok(subscription) => subscription,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not follow broadcasts; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(event) = rx.recv().await {
+            match event {
+                chinwag_bus::NodeEvent::MembersChanged { channel_id } => app.members.invalidate(channel_id),
+            }
+        }
+        app.members.clear();
+    }
+}
+
 /// How often this gateway re-announces its load to discovery.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// Entries not re-announced within this time are dropped from discovery.
@@ -228,7 +253,7 @@ async fn housekeeping(app: Arc<App>) {
         app.discovery.announce(GatewayInfo {
             id: app.gateway_id.clone(),
             ws_url: app.config.public_ws_url.clone(),
-            load: app.bus.registry().connection_count() as u64,
+            load: app.bus.local_registry().connection_count() as u64,
         });
         ticks += 1;
         if ticks.is_multiple_of(60) {

@@ -1,5 +1,7 @@
-//! A cache of channel member lists for the send path, which must not read
-//! the store for every message.
+//! A cache of channel member lists for read markers and typing, which
+//! must not read the store for every frame. (Messages are fanned out to
+//! the members their own append saw, never to this cache.) Changes made on
+//! any node reach it through the bus's `MembersChanged` broadcast.
 //!
 //! Why a generation counter: a load that started before a membership change
 //! must not put the old list back after the change invalidated it.
@@ -42,6 +44,13 @@ impl MemberCache {
         let mut entries = self.lock();
         self.generation.fetch_add(1, Ordering::AcqRel);
         entries.remove(&channel);
+    }
+
+    /// Forgets every list (after missing broadcasts).
+    pub fn clear(&self) {
+        let mut entries = self.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelId, Arc<[UserId]>>> {

@@ -178,7 +178,7 @@ pub async fn discovery(State(app): State<Arc<App>>, headers: HeaderMap) -> Resul
         gateways.push(chinwag_bus::GatewayInfo {
             id: app.gateway_id.clone(),
             ws_url: app.config.public_ws_url.clone(),
-            load: app.bus.registry().connection_count() as u64,
+            load: app.bus.local_registry().connection_count() as u64,
         });
     }
     let scheme = if app.config.tls { "wss" } else { "ws" };

@@ -191,14 +191,25 @@ impl Connection {
 
     /// The authenticated life of the connection.
     async fn serve(&mut self, session: Session) -> Closing {
-        if self.app.bus.registry().connections_of(session.user_id) >= self.app.config.max_connections_per_user {
+        if self.app.bus.local_registry().connections_of(session.user_id) >= self.app.config.max_connections_per_user {
             let error = WireError::new(ErrorCode::RateLimited, "too many connections for this user");
             let _ = self.write_error(&error, None).await;
             return Closing(Some((POLICY, "too many connections for this user")));
         }
         let (events_tx, mut events) = mpsc::channel(self.app.config.outbound_queue_frames);
         // Subscribed before the snapshot: whatever happens after it arrives.
-        let _subscription = self.app.bus.subscribe(session.user_id, events_tx);
+        let _subscription = match self.app.bus.subscribe(session.user_id, events_tx).await {
+            Ok(subscription) => subscription,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not subscribe a socket");
+                let error = WireError {
+                    retry_after_ms: Some(1_000),
+                    ..WireError::new(ErrorCode::Unavailable, "try again shortly")
+                };
+                let _ = self.write_error(&error, None).await;
+                return Closing(Some((TRY_AGAIN_LATER, "bus unavailable")));
+            }
+        };
         // Encoded frames, not `ServerFrame`s: a channel allocates its first
         // block of slots up front, and every idle socket pays for it.
         let (replies_tx, mut replies) = mpsc::channel::<Utf8Bytes>(REPLY_QUEUE);
