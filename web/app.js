@@ -610,7 +610,8 @@ async function userByName(name) {
   return d.user;
 }
 
-function showSidebarError(e) { $('sidebar-error').textContent = e.message; }
+// Takes an Error or a plain message.
+function showSidebarError(e) { $('sidebar-error').textContent = typeof e === 'string' ? e : e.message; }
 
 // ---------- search ----------
 

@@ -10,15 +10,20 @@
 //! returns only once events published after it will be delivered, which a
 //! network bus must wait for.
 //!
+//! The crate also holds the other seams a cluster shares between nodes:
+//! [`Presence`] (who is online) and [`Discovery`] (live gateways).
+//!
 //! This crate must not know about storage, HTTP or WebSocket framing.
 
 /// The behaviour every backend must have, for `bus_contract_tests!`.
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 mod discovery;
+mod presence;
 mod registry;
 
 pub use discovery::{Discovery, GatewayInfo, LocalDiscovery};
+pub use presence::{LocalPresence, Presence, PresenceChange};
 pub use registry::{Registry, Subscription};
 
 use bytes::Bytes;

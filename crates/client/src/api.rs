@@ -81,7 +81,9 @@ impl Api {
         struct Answer {
             user: User,
         }
-        let path = format!("/v1/users?username={username}");
+        let query: String =
+            url::form_urlencoded::Serializer::new(String::new()).append_pair("username", username).finish();
+        let path = format!("/v1/users?{query}");
         let answer: Answer = self.call(reqwest::Method::GET, &path, Some(token), None).await?;
         Ok(answer.user)
     }

@@ -29,7 +29,6 @@ use chinwag_proto::{ChannelId, UserId};
 use chinwag_store::Store;
 use members::MemberCache;
 use metrics::Metrics;
-use presence::Presence;
 use ratelimit::{KeyedLimiter, KnownAddresses, UserLimiter};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,7 +47,7 @@ pub struct App {
     /// This process's name in the discovery registry.
     pub gateway_id: String,
     members: MemberCache,
-    presence: Presence,
+    presence: Arc<dyn chinwag_bus::Presence>,
     notifier: notifier::Notifier,
     send_limiter: UserLimiter,
     typing_limiter: UserLimiter,
@@ -78,6 +77,7 @@ pub struct Backends {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn Bus>,
     pub discovery: Arc<dyn Discovery>,
+    pub presence: Arc<dyn chinwag_bus::Presence>,
     /// Shared with the store's commit observer, hence created first.
     pub metrics: Arc<Metrics>,
     /// Push providers (with the keys the binary keeps in the data dir).
@@ -117,7 +117,7 @@ impl App {
     }
 
     pub fn new(backends: Backends, config: ServerConfig) -> Arc<App> {
-        let Backends { store, bus, discovery, metrics, notifier } = backends;
+        let Backends { store, bus, discovery, presence, metrics, notifier } = backends;
         Arc::new(App {
             send_limiter: UserLimiter::new(config.send_rate_per_s, config.send_burst),
             typing_limiter: UserLimiter::new(config.typing_rate_per_s, config.typing_rate_per_s),
@@ -143,7 +143,7 @@ impl App {
             gateway_id: format!("gateway-{}-{}", std::process::id(), chinwag_proto::now_ms()),
             config,
             members: MemberCache::default(),
-            presence: Presence::default(),
+            presence,
             notifier,
             direct_channels: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
@@ -175,6 +175,7 @@ pub async fn serve(listener: Listening, app: Arc<App>) {
     let router = api::router(app.clone());
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let broadcasts = tokio::spawn(follow_broadcasts(app.clone()));
+    let presence = tokio::spawn(app.clone().run_presence());
     let notifier = tokio::spawn(app.clone().run_notifier());
     use axum::serve::ListenerExt;
     match listener {
@@ -195,6 +196,7 @@ pub async fn serve(listener: Listening, app: Arc<App>) {
     app.shutdown.cancel();
     housekeeping.abort();
     broadcasts.abort();
+    presence.abort();
     let _ = notifier.await;
     app.connections.close();
     if tokio::time::timeout(Duration::from_secs(10), app.connections.wait()).await.is_err() {

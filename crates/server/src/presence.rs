@@ -1,49 +1,12 @@
-//! The presence role: who is online, told once per change.
-//!
-//! A user is online while any of their devices holds an authenticated
-//! socket. Only the first connection (0 → 1) announces `online`. When the
-//! last one closes, `offline` waits `presence_offline_grace_ms`: a device
-//! that reconnects within it (a flapping network, a page reload) causes no
-//! announcement at all. Counts are this node's; a cluster backend will sum
-//! them across gateways behind the same calls.
+//! The presence role: tells each change of who is online (from the
+//! `Presence` seam, once per change cluster-wide) to those who may see it,
+//! keeps `last_active_at`, and answers presence queries under the privacy
+//! rule (fellow members and accepted contacts only).
 
 use crate::App;
-use chinwag_bus::Event;
+use chinwag_bus::{Event, PresenceChange};
 use chinwag_proto::{PresenceStatus, UserId};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-#[derive(Default)]
-struct Entry {
-    connections: usize,
-    /// Bumped at every 1 → 0, so only the latest offline timer acts.
-    generation: u64,
-    /// When the last connection closed, while offline is pending.
-    closed_at: Option<i64>,
-}
-
-/// Connection counts per user on this node.
-#[derive(Default)]
-pub struct Presence {
-    users: Mutex<HashMap<UserId, Entry>>,
-}
-
-impl Presence {
-    fn lock(&self) -> MutexGuard<'_, HashMap<UserId, Entry>> {
-        // Updates are a few integer writes: poison is harmless.
-        self.users.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether the user counts as online (connected, or offline pending).
-    pub fn is_online(&self, user: UserId) -> bool {
-        self.lock().contains_key(&user)
-    }
-
-    /// Users online now.
-    pub fn online_users(&self) -> Vec<UserId> {
-        self.lock().keys().copied().collect()
-    }
-}
+use std::sync::Arc;
 
 impl App {
     /// Whether `user` has a connected device (or just lost their last one).
@@ -51,61 +14,29 @@ impl App {
         self.presence.is_online(user)
     }
 
-    /// A socket of `user` finished authenticating.
-    pub fn connection_opened(self: &Arc<Self>, user: UserId) {
-        self.metrics.connections.inc();
-        let announce = {
-            let mut users = self.presence.lock();
-            let entry = users.entry(user).or_default();
-            entry.connections += 1;
-            // A reconnect within the grace period cancels the pending offline.
-            entry.connections == 1 && entry.closed_at.take().is_none()
-        };
-        if announce {
-            self.metrics.users_online.inc();
-            let app = self.clone();
-            tokio::spawn(
-                async move { app.announce_presence(user, PresenceStatus::Online, chinwag_proto::now_ms()).await },
-            );
-        }
-    }
-
-    /// A socket of `user` closed.
-    pub fn connection_closed(self: &Arc<Self>, user: UserId) {
-        self.metrics.connections.dec();
-        let now = chinwag_proto::now_ms();
-        let generation = {
-            let mut users = self.presence.lock();
-            let Some(entry) = users.get_mut(&user) else { return };
-            entry.connections = entry.connections.saturating_sub(1);
-            if entry.connections > 0 {
-                return;
-            }
-            entry.generation += 1;
-            entry.closed_at = Some(now);
-            entry.generation
-        };
-        let app = self.clone();
-        let grace = self.config.presence_offline_grace();
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            let closed_at = {
-                let mut users = app.presence.lock();
-                match users.get(&user) {
-                    Some(e) if e.connections == 0 && e.generation == generation => {
-                        let closed_at = e.closed_at.unwrap_or(now);
-                        users.remove(&user);
-                        closed_at
-                    }
-                    _ => return,
-                }
+    /// Announces and records presence changes until the server stops.
+    pub(crate) async fn run_presence(self: Arc<Self>) {
+        let Some(mut changes) = self.presence.changes() else { return };
+        loop {
+            let change = tokio::select! {
+                change = changes.recv() => change,
+                _ = self.shutdown.cancelled() => return,
             };
-            app.metrics.users_online.dec();
-            if let Err(e) = app.store.set_last_active(user, closed_at).await {
-                tracing::warn!(error = %e, user = user.0, "could not store last_active_at");
+            let Some(change) = change else { return };
+            match change {
+                PresenceChange::Online { user_id } => {
+                    self.metrics.users_online.inc();
+                    self.announce_presence(user_id, PresenceStatus::Online, chinwag_proto::now_ms()).await;
+                }
+                PresenceChange::Offline { user_id, last_active_at } => {
+                    self.metrics.users_online.dec();
+                    if let Err(e) = self.store.set_last_active(user_id, last_active_at).await {
+                        tracing::warn!(error = %e, user = user_id.0, "could not store last_active_at");
+                    }
+                    self.announce_presence(user_id, PresenceStatus::Offline, last_active_at).await;
+                }
             }
-            app.announce_presence(user, PresenceStatus::Offline, closed_at).await;
-        });
+        }
     }
 
     async fn announce_presence(&self, user: UserId, status: PresenceStatus, last_active_at: i64) {
@@ -129,6 +60,7 @@ impl App {
     ) -> Result<Vec<(UserId, PresenceStatus, Option<i64>)>, chinwag_store::StoreError> {
         let now = chinwag_proto::now_ms();
         let visible = self.store.presence_visible(viewer, users).await?;
+        let online = self.presence.online_among(users);
         Ok(self
             .store
             .last_active(users)
@@ -137,7 +69,7 @@ impl App {
             .map(|(user, stored)| {
                 if !visible.contains(&user) {
                     (user, PresenceStatus::Offline, None)
-                } else if self.presence.is_online(user) {
+                } else if online.contains(&user) {
                     (user, PresenceStatus::Online, Some(now))
                 } else {
                     (user, PresenceStatus::Offline, stored)

@@ -145,8 +145,8 @@ pub struct Page {
     pub has_more: bool,
 }
 
-/// A device that may get a push for a message, with its target (JSON, as
-/// registered).
+/// A device that may get a push for a message (its target is read when
+/// the notification is claimed for delivery).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushRecipient {
     pub user_id: UserId,

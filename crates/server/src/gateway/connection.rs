@@ -93,14 +93,16 @@ struct Online {
 
 impl Online {
     fn new(app: &Arc<App>, user: UserId) -> Online {
-        app.connection_opened(user);
+        app.metrics.connections.inc();
+        app.presence.connection_opened(user);
         Online { app: app.clone(), user }
     }
 }
 
 impl Drop for Online {
     fn drop(&mut self) {
-        self.app.connection_closed(self.user);
+        self.app.metrics.connections.dec();
+        self.app.presence.connection_closed(self.user);
     }
 }
 

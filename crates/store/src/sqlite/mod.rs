@@ -2,9 +2,10 @@
 //!
 //! Why threads: SQLite calls block, so none of them may run on the async
 //! runtime. One writer thread owns the only write connection and drains its
-//! queue into batches: every job of a batch runs in its own savepoint inside
-//! one transaction, and one commit (one fsync) makes the whole batch durable
-//! before any caller hears back (group commit). Reader threads each own a
+//! queue into batches: every job of a batch runs inside one transaction
+//! (each does all its checks before its first write, so a refused job
+//! leaves nothing behind), and one commit (one fsync) makes the whole batch
+//! durable before any caller hears back (group commit). Reader threads each own a
 //! read connection; WAL lets them read while the writer writes.
 
 mod queries;
