@@ -11,7 +11,8 @@
 //! network bus must wait for.
 //!
 //! The crate also holds the other seams a cluster shares between nodes:
-//! [`Presence`] (who is online) and [`Discovery`] (live gateways).
+//! [`Presence`] (who is online), [`Discovery`] (live gateways) and the
+//! [`RateLimiter`] of the limits that protect accounts.
 //!
 //! This crate must not know about storage, HTTP or WebSocket framing.
 
@@ -20,10 +21,12 @@
 pub mod contract;
 mod discovery;
 mod presence;
+mod ratelimit;
 mod registry;
 
 pub use discovery::{Discovery, GatewayInfo, LocalDiscovery};
 pub use presence::{LocalPresence, Presence, PresenceChange};
+pub use ratelimit::{Limit, LocalRateLimiter, RateLimiter};
 pub use registry::{Registry, Subscription};
 
 use bytes::Bytes;

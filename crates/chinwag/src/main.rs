@@ -4,7 +4,7 @@ mod admin;
 mod settings;
 
 use anyhow::{Context, Result};
-use chinwag_bus::{LocalBus, LocalDiscovery, LocalPresence};
+use chinwag_bus::{LocalBus, LocalDiscovery, LocalPresence, LocalRateLimiter};
 use chinwag_server::metrics::{CommitMetrics, Metrics};
 use chinwag_server::notifier::{self, webpush::VapidKeys};
 use chinwag_server::{tls, App, Backends, Listening};
@@ -141,6 +141,7 @@ async fn serve(settings: Settings) -> Result<()> {
         bus: Arc::new(LocalBus::new()),
         discovery: Arc::new(LocalDiscovery::new(chinwag_server::DISCOVERY_TTL)),
         presence: Arc::new(LocalPresence::new(config.presence_offline_grace())),
+        account_limits: Arc::new(LocalRateLimiter::default()),
         metrics,
         notifier: notifier::Notifier::new(
             Arc::new(vapid),

@@ -16,8 +16,15 @@ const RULE: &[(&str, &[&str])] = &[
 ];
 
 /// Names that belong to one backend; only the binary may write them.
-const BACKEND_NAMES: &[&str] =
-    &["SqliteStore", "SqliteConfig", "chinwag_store::sqlite", "LocalBus", "LocalDiscovery", "LocalPresence"];
+const BACKEND_NAMES: &[&str] = &[
+    "SqliteStore",
+    "SqliteConfig",
+    "chinwag_store::sqlite",
+    "LocalBus",
+    "LocalDiscovery",
+    "LocalPresence",
+    "LocalRateLimiter",
+];
 
 fn crates_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -25,11 +25,12 @@ pub use config::ServerConfig;
 pub use error::ApiError;
 
 use chinwag_bus::{Bus, Discovery, GatewayInfo};
+use chinwag_bus::{Limit, RateLimiter};
 use chinwag_proto::{ChannelId, UserId};
 use chinwag_store::Store;
 use members::MemberCache;
 use metrics::Metrics;
-use ratelimit::{KeyedLimiter, KnownAddresses, UserLimiter};
+use ratelimit::{KnownAddresses, UserLimiter};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,12 +53,10 @@ pub struct App {
     send_limiter: UserLimiter,
     typing_limiter: UserLimiter,
     request_limiter: UserLimiter,
-    login_per_account: KeyedLimiter<String>,
-    login_per_account_ip: KeyedLimiter<(String, std::net::IpAddr)>,
-    login_per_ip: KeyedLimiter<std::net::IpAddr>,
+    /// Budgets of the limits that protect accounts (shared in a cluster).
+    account_limits: Arc<dyn RateLimiter>,
     /// Where each account logged in from (exempt from the account ceiling).
     login_addresses: KnownAddresses,
-    signup_per_ip: KeyedLimiter<std::net::IpAddr>,
     /// Direct channel of each ordered pair, so `to_user_id` sends skip the
     /// store lookup (a pair's direct channel never changes).
     direct_channels: Mutex<HashMap<(UserId, UserId), ChannelId>>,
@@ -78,6 +77,8 @@ pub struct Backends {
     pub bus: Arc<dyn Bus>,
     pub discovery: Arc<dyn Discovery>,
     pub presence: Arc<dyn chinwag_bus::Presence>,
+    /// Budgets of login and signup limits.
+    pub account_limits: Arc<dyn RateLimiter>,
     /// Shared with the store's commit observer, hence created first.
     pub metrics: Arc<Metrics>,
     /// Push providers (with the keys the binary keeps in the data dir).
@@ -85,9 +86,23 @@ pub struct Backends {
 }
 
 impl App {
+    /// Checks one account-protecting limit.
+    async fn check_limit(
+        &self,
+        name: &'static str,
+        per_minute: u32,
+        key: &str,
+    ) -> Result<(), chinwag_proto::WireError> {
+        let limit = Limit { name, per_minute, burst: per_minute };
+        self.account_limits
+            .check(limit, key)
+            .await
+            .map_err(|wait| chinwag_proto::WireError::rate_limited(wait.as_millis().max(1) as u64))
+    }
+
     /// Signups are limited per client address.
-    pub fn check_signup(&self, ip: std::net::IpAddr) -> Result<(), chinwag_proto::WireError> {
-        self.signup_per_ip.check(&ip)
+    pub async fn check_signup(&self, ip: std::net::IpAddr) -> Result<(), chinwag_proto::WireError> {
+        self.check_limit("signup_per_ip", self.config.signup_rate_per_ip_per_min, &ip.to_string()).await
     }
 
     /// Requests that cost the store work (authenticated HTTP calls, `read`
@@ -101,12 +116,14 @@ impl App {
     /// (a guesser's budget), and per account from all addresses together
     /// (many guessers), except from addresses the account logged in from
     /// before: someone else's failures never cost the owner their login.
-    pub fn check_login(&self, ip: std::net::IpAddr, username: &str) -> Result<(), chinwag_proto::WireError> {
+    pub async fn check_login(&self, ip: std::net::IpAddr, username: &str) -> Result<(), chinwag_proto::WireError> {
         let account = username.to_lowercase();
-        self.login_per_ip.check(&ip)?;
-        self.login_per_account_ip.check(&(account.clone(), ip))?;
+        let config = &self.config;
+        self.check_limit("login_per_ip", config.login_rate_per_ip_per_min, &ip.to_string()).await?;
+        let pair = format!("{account} {ip}");
+        self.check_limit("login_per_account_ip", config.login_rate_per_account_per_ip_per_min, &pair).await?;
         if !self.login_addresses.contains(&account, ip) {
-            self.login_per_account.check(&account)?;
+            self.check_limit("login_per_account", config.login_rate_per_account_per_min, &account).await?;
         }
         Ok(())
     }
@@ -117,25 +134,13 @@ impl App {
     }
 
     pub fn new(backends: Backends, config: ServerConfig) -> Arc<App> {
-        let Backends { store, bus, discovery, presence, metrics, notifier } = backends;
+        let Backends { store, bus, discovery, presence, account_limits, metrics, notifier } = backends;
         Arc::new(App {
             send_limiter: UserLimiter::new(config.send_rate_per_s, config.send_burst),
             typing_limiter: UserLimiter::new(config.typing_rate_per_s, config.typing_rate_per_s),
             request_limiter: UserLimiter::new(config.request_rate_per_s, config.request_burst),
-            login_per_account: KeyedLimiter::per_minute(
-                config.login_rate_per_account_per_min,
-                config.login_rate_per_account_per_min,
-            ),
-            login_per_account_ip: KeyedLimiter::per_minute(
-                config.login_rate_per_account_per_ip_per_min,
-                config.login_rate_per_account_per_ip_per_min,
-            ),
+            account_limits,
             login_addresses: KnownAddresses::default(),
-            login_per_ip: KeyedLimiter::per_minute(config.login_rate_per_ip_per_min, config.login_rate_per_ip_per_min),
-            signup_per_ip: KeyedLimiter::per_minute(
-                config.signup_rate_per_ip_per_min,
-                config.signup_rate_per_ip_per_min,
-            ),
             store,
             bus,
             discovery,
@@ -262,10 +267,7 @@ async fn housekeeping(app: Arc<App>) {
             app.send_limiter.forget_idle();
             app.typing_limiter.forget_idle();
             app.request_limiter.forget_idle();
-            app.login_per_account.forget_idle();
-            app.login_per_account_ip.forget_idle();
-            app.login_per_ip.forget_idle();
-            app.signup_per_ip.forget_idle();
+            app.account_limits.forget_idle();
             app.persist_online_users().await;
         }
     }

@@ -1,5 +1,7 @@
-//! Rate limits per key (user, account name, client address): governor's
-//! keyed GCRA limiters.
+//! Rate limits of this node per user (sends, typing, store work):
+//! governor's keyed GCRA limiters. They protect this node's resources, so
+//! they stay local; the limits that protect accounts go through the
+//! `RateLimiter` seam. Also: the addresses each account logged in from.
 
 use chinwag_proto::{UserId, WireError};
 use governor::clock::{Clock, DefaultClock};
@@ -21,13 +23,6 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst).unwrap_or(per_second);
         Self::with_quota(Quota::per_second(per_second).allow_burst(burst))
-    }
-
-    /// `per_minute` on average, `burst` at once.
-    pub fn per_minute(per_minute: u32, burst: u32) -> Self {
-        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(burst).unwrap_or(per_minute);
-        Self::with_quota(Quota::per_minute(per_minute).allow_burst(burst))
     }
 
     fn with_quota(quota: Quota) -> Self {

@@ -29,7 +29,7 @@ pub async fn signup(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Signup>,
 ) -> Result<impl IntoResponse> {
-    app.check_signup(ip)?;
+    app.check_signup(ip).await?;
     let username = validate::username(&body.username)?;
     validate::password(&body.password, &username)?;
     let display_name = validate::display_name(body.display_name.as_deref().unwrap_or(&username))?;
@@ -53,7 +53,7 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<impl IntoResponse> {
-    app.check_login(ip, &body.username)?;
+    app.check_login(ip, &body.username).await?;
     if let Some(name) = &body.device_name {
         validate::device_name(name)?;
     }
