@@ -126,6 +126,10 @@ pub struct Settings {
     /// X-Forwarded-For is believed for per-address limits.
     #[arg(long, env = "CHINWAG_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Roles this process runs: any of api, gateway, presence, notifier
+    /// (comma-separated; all by default).
+    #[arg(long, env = "CHINWAG_ROLES", value_delimiter = ',')]
+    pub roles: Option<Vec<String>>,
     /// A separate address for `/metrics` (then not served on --listen).
     #[arg(long, env = "CHINWAG_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -186,6 +190,7 @@ impl Settings {
             signup_rate_per_ip_per_min,
             allowed_origins,
             trusted_proxies,
+            roles,
             metrics_listen,
             tls_cert,
             tls_key
@@ -275,6 +280,12 @@ impl Settings {
             trusted_proxies: self.trusted_proxies()?,
             tls: self.tls_cert.is_some(),
             metrics_separate: self.metrics_listen.is_some(),
+            roles: match &self.roles {
+                Some(names) => {
+                    chinwag_server::Roles::parse(names.iter().map(String::as_str)).map_err(anyhow::Error::msg)?
+                }
+                None => d.roles,
+            },
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)

@@ -2,6 +2,47 @@
 
 use std::time::Duration;
 
+/// Which roles this process runs (`--roles api,gateway,presence,notifier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// HTTP API and the web client: accounts, channels, history, search,
+    /// push registration, discovery.
+    pub api: bool,
+    /// WebSockets: auth, send/ack, delivery, typing, read markers.
+    pub gateway: bool,
+    /// Announces who comes online and goes offline; keeps `last_active_at`.
+    pub presence: bool,
+    /// Delivers queued push notifications.
+    pub notifier: bool,
+}
+
+impl Default for Roles {
+    /// Every role: one process is a whole chat server.
+    fn default() -> Self {
+        Roles { api: true, gateway: true, presence: true, notifier: true }
+    }
+}
+
+impl Roles {
+    /// Parses `api,gateway,presence,notifier` (any subset, any order).
+    pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Roles, String> {
+        let mut roles = Roles { api: false, gateway: false, presence: false, notifier: false };
+        for name in names.into_iter().map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "api" => roles.api = true,
+                "gateway" => roles.gateway = true,
+                "presence" => roles.presence = true,
+                "notifier" => roles.notifier = true,
+                other => return Err(format!("roles: unknown role {other:?} (api, gateway, presence, notifier)")),
+            }
+        }
+        if roles == (Roles { api: false, gateway: false, presence: false, notifier: false }) {
+            return Err("roles: name at least one of api, gateway, presence, notifier".into());
+        }
+        Ok(roles)
+    }
+}
+
 /// Everything the roles need to know about their limits and timers.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -101,6 +142,8 @@ pub struct ServerConfig {
     /// `/metrics` is served on a listener of its own (`metrics_listen`),
     /// not on the public one.
     pub metrics_separate: bool,
+    /// The roles this process runs.
+    pub roles: Roles,
 }
 
 impl Default for ServerConfig {
@@ -143,6 +186,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             tls: false,
             metrics_separate: false,
+            roles: Roles::default(),
         }
     }
 }
@@ -238,6 +282,16 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_parse() {
+        assert_eq!(
+            Roles::parse(["api", " gateway"]).unwrap(),
+            Roles { api: true, gateway: true, presence: false, notifier: false }
+        );
+        assert!(Roles::parse(["api", "chef"]).is_err());
+        assert!(Roles::parse([""]).is_err());
+    }
 
     #[test]
     fn origins() {

@@ -21,7 +21,7 @@ mod slots;
 pub mod tls;
 mod web;
 
-pub use config::ServerConfig;
+pub use config::{Roles, ServerConfig};
 pub use error::ApiError;
 
 use chinwag_bus::{Bus, Discovery, GatewayInfo};
@@ -178,9 +178,11 @@ impl Listening {
 /// cancelled, then closes every socket and waits (bounded) for them.
 pub async fn serve(listener: Listening, app: Arc<App>) {
     let router = api::router(app.clone());
+    let roles = app.config.roles;
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let broadcasts = tokio::spawn(follow_broadcasts(app.clone()));
-    let presence = tokio::spawn(app.clone().run_presence());
+    // Roles run only where they were asked for.
+    let presence = roles.presence.then(|| tokio::spawn(app.clone().run_presence()));
     let notifier = tokio::spawn(app.clone().run_notifier());
     use axum::serve::ListenerExt;
     match listener {
@@ -201,7 +203,9 @@ pub async fn serve(listener: Listening, app: Arc<App>) {
     app.shutdown.cancel();
     housekeeping.abort();
     broadcasts.abort();
-    presence.abort();
+    if let Some(presence) = presence {
+        presence.abort();
+    }
     let _ = notifier.await;
     app.connections.close();
     if tokio::time::timeout(Duration::from_secs(10), app.connections.wait()).await.is_err() {
@@ -257,11 +261,14 @@ async fn housekeeping(app: Arc<App>) {
     let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
-        app.discovery.announce(GatewayInfo {
-            id: app.gateway_id.clone(),
-            ws_url: app.config.public_ws_url.clone(),
-            load: app.bus.local_registry().connection_count() as u64,
-        });
+        // Only gateways are handed out to clients.
+        if app.config.roles.gateway {
+            app.discovery.announce(GatewayInfo {
+                id: app.gateway_id.clone(),
+                ws_url: app.config.public_ws_url.clone(),
+                load: app.bus.local_registry().connection_count() as u64,
+            });
+        }
         ticks += 1;
         if ticks.is_multiple_of(60) {
             app.send_limiter.forget_idle();

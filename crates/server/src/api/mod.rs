@@ -15,11 +15,33 @@ use std::sync::Arc;
 
 pub use extract::{extract_bearer, ApiJson, ApiPath, ApiQuery, Auth, ClientIp};
 
-/// Every route of the server, WebSocket included.
+/// The routes of the roles this process runs: the API (and the web
+/// client) with the api role, `/v1/ws` with the gateway role; `/healthz`
+/// always, `/metrics` unless it has a listener of its own.
 pub fn router(app: Arc<App>) -> Router {
-    let public_metrics = !app.config.metrics_separate;
-    let router = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+    let roles = app.config.roles;
+    let mut router = Router::new().route("/healthz", get(|| async { "ok" }));
+    if roles.api {
+        router = router.merge(api_routes()).merge(crate::web::routes());
+    }
+    if roles.gateway {
+        router = router.route("/v1/ws", get(crate::gateway::upgrade));
+    }
+    if !app.config.metrics_separate {
+        router = router.merge(metrics_router());
+    }
+    router
+        .fallback(|| async { ApiError(WireError::not_found("endpoint")) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(WireError::bad_request("method not allowed on this endpoint"))
+        })
+        .layer(axum::middleware::map_response(crate::web::protective_headers))
+        .with_state(app)
+}
+
+/// The api role's endpoints.
+fn api_routes() -> Router<Arc<App>> {
+    Router::new()
         .route("/v1/users", post(users::signup).get(users::find_by_username))
         .route("/v1/users/me", get(users::me).patch(users::update_me))
         .route("/v1/users/{id}", get(users::by_id))
@@ -46,16 +68,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/devices/current/push", put(social::set_push).get(social::get_push).delete(social::remove_push))
         .route("/v1/push/vapid-public-key", get(social::vapid_public_key))
         .route("/v1/channels/{id}/mute", put(social::mute))
-        .route("/v1/ws", get(crate::gateway::upgrade))
-        .merge(crate::web::routes());
-    let router = if public_metrics { router.merge(metrics_router()) } else { router };
-    router
-        .fallback(|| async { ApiError(WireError::not_found("endpoint")) })
-        .method_not_allowed_fallback(|| async {
-            ApiError(WireError::bad_request("method not allowed on this endpoint"))
-        })
-        .layer(axum::middleware::map_response(crate::web::protective_headers))
-        .with_state(app)
 }
 
 /// `GET /metrics`: on the public listener, or alone on `metrics_listen`.

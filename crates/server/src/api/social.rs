@@ -173,8 +173,9 @@ pub async fn mentions(
 pub async fn discovery(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned();
     let mut gateways = app.discovery.live();
-    // Before the first announcement (or after a stall) this node still serves.
-    if !gateways.iter().any(|g| g.id == app.gateway_id) {
+    // Before the first announcement (or after a stall) this node still
+    // serves, if it is a gateway.
+    if app.config.roles.gateway && !gateways.iter().any(|g| g.id == app.gateway_id) {
         gateways.push(chinwag_bus::GatewayInfo {
             id: app.gateway_id.clone(),
             ws_url: app.config.public_ws_url.clone(),

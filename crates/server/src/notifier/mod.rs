@@ -234,7 +234,9 @@ impl App {
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
-                _ = tick.tick() => self.deliver_due().await,
+                // Queuing happens wherever messages are stored; delivering
+                // only where the notifier role runs.
+                _ = tick.tick(), if self.config.roles.notifier => self.deliver_due().await,
             }
         }
         if tokio::time::timeout(SHUTDOWN_GRACE * 20, enqueuer).await.is_err() {
