@@ -44,22 +44,7 @@ impl ServerUnderTest {
             .args(extra_args)
             // The benchmark measures the engine, not the abuse limits (set
             // through the environment, so `--server-arg` flags still win).
-            .envs([
-                ("CHINWAG_SEND_RATE_PER_S", "1000000"),
-                ("CHINWAG_SEND_BURST", "1000000"),
-                ("CHINWAG_TYPING_RATE_PER_S", "1000000"),
-                ("CHINWAG_REQUEST_RATE_PER_S", "1000000"),
-                ("CHINWAG_REQUEST_BURST", "1000000"),
-                ("CHINWAG_MAX_CONNECTIONS_PER_IP", "1000000"),
-                ("CHINWAG_MAX_CONNECTIONS_PER_USER", "1000000"),
-                ("CHINWAG_SIGNUP_RATE_PER_IP_PER_MIN", "1000000"),
-                ("CHINWAG_LOGIN_RATE_PER_IP_PER_MIN", "1000000"),
-                ("CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_MIN", "1000000"),
-                ("CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_IP_PER_MIN", "1000000"),
-                ("CHINWAG_MAX_HTTP_CONNECTIONS_PER_IP", "1000000"),
-                ("CHINWAG_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP", "1000000"),
-                ("CHINWAG_MAX_CHANNELS_PER_USER", "1000000"),
-            ])
+            .envs(bench_config().env_vars())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -113,4 +98,19 @@ pub fn rss_of(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The test settings with every per-user and per-address limit lifted too:
+/// the load generator is one user on many sockets, from a few addresses.
+fn bench_config() -> chinwag_server::ServerConfig {
+    let many = 1_000_000;
+    chinwag_server::ServerConfig {
+        send_rate_per_s: many,
+        send_burst: many,
+        typing_rate_per_s: many,
+        max_connections_per_ip: many as usize,
+        max_connections_per_user: many as usize,
+        max_channels_per_user: many as usize,
+        ..chinwag_server::ServerConfig::for_test()
+    }
 }

@@ -37,6 +37,9 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Measure speed, memory per connection and correctness.
     Bench(chinwag_bench::BenchArgs),
+    /// Print the README's table of settings (made from their declarations).
+    #[command(hide = true)]
+    SettingsTable,
     /// (internal) Hold idle connections for `bench`.
     #[command(hide = true)]
     BenchWorker(chinwag_bench::WorkerArgs),
@@ -61,9 +64,13 @@ fn main() -> Result<()> {
         }
         Command::BenchWorker(args) => runtime.block_on(chinwag_bench::worker(args)),
         Command::Admin(args) => runtime.block_on(admin::run(args)),
+        Command::SettingsTable => {
+            print!("{}", settings::settings_table());
+            Ok(())
+        }
         Command::Serve { config, settings } => {
             let settings = match config {
-                Some(path) => settings.or(Settings::from_file(&path)?),
+                Some(path) => settings.or_file(&path)?,
                 None => settings,
             };
             runtime.block_on(serve(settings))

@@ -11,7 +11,7 @@ const RULE: &[(&str, &[&str])] = &[
     ("bus", &["proto"]),
     ("server", &["proto", "store", "bus"]),
     ("client", &["proto"]),
-    ("bench", &["proto", "client"]),
+    ("bench", &["proto", "client", "server"]),
     ("chinwag", &["proto", "store", "bus", "server", "client", "bench"]),
 ];
 

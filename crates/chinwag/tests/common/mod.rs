@@ -65,16 +65,7 @@ impl TestServer {
             .args(&self.args)
             // Tests sign up and log in many users from one address; the
             // limits themselves are tested with flags, which win over these.
-            .env("CHINWAG_SIGNUP_RATE_PER_IP_PER_MIN", "100000")
-            .env("CHINWAG_LOGIN_RATE_PER_IP_PER_MIN", "100000")
-            .env("CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_MIN", "100000")
-            .env("CHINWAG_LOGIN_RATE_PER_ACCOUNT_PER_IP_PER_MIN", "100000")
-            // Many test clients share 127.0.0.1 (storms, soaks); the
-            // per-address shares have tests of their own.
-            .env("CHINWAG_MAX_HTTP_CONNECTIONS_PER_IP", "100000")
-            .env("CHINWAG_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP", "100000")
-            .env("CHINWAG_REQUEST_RATE_PER_S", "100000")
-            .env("CHINWAG_REQUEST_BURST", "100000")
+            .envs(chinwag_server::ServerConfig::for_test().env_vars())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
