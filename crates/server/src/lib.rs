@@ -1,6 +1,25 @@
-//! chinwag's roles over the `Store` and `Bus` seams: the HTTP API (`api`),
-//! the WebSocket gateway (`gateway`), and the chat service they share
-//! (`chat`, `channels`). Backends are chosen by the binary, never here.
+//! chinwag's roles over the seams (`Store`, `Bus`, `Presence`,
+//! `Discovery`, `RateLimiter`); backends are chosen by the binary, never
+//! here. `serve` starts the roles this process runs (`config::Roles`).
+//!
+//! - `api`: the HTTP API role; request handlers and the route table.
+//! - `gateway`: the WebSocket role; one task per socket, in-order cursors.
+//! - `chat`: the messaging service both share: send, read markers, typing.
+//! - `channels`: channel lifecycle: direct channels, groups, members, invitations.
+//! - `presence`: the presence role: announces changes, answers queries privately.
+//! - `notifier`: push notifications: outbox queueing, claimed delivery, providers.
+//! - `admin`: the operator's API on a Unix socket in the data directory.
+//! - `auth`: password hashing and tokens.
+//! - `config`: every setting, declared once.
+//! - `error`: the one place failures become HTTP answers.
+//! - `http`: the HTTP/1.1 accept loop and its limits.
+//! - `guarded_io`: write-stall timeout and pre-auth read budget of a connection.
+//! - `slots`: connections per client address (IPv6 by /64).
+//! - `members`: the member-list cache for read markers and typing.
+//! - `metrics`: the Prometheus registry.
+//! - `ratelimit`: this node's per-user limits and known login addresses.
+//! - `tls`: optional rustls listener.
+//! - `web`: the embedded web client and its security headers.
 
 pub mod admin;
 pub mod api;
