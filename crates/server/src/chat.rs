@@ -60,7 +60,7 @@ impl App {
             app.metrics.send_ack_seconds.observe(accepted.elapsed().as_secs_f64());
             if !appended.duplicate {
                 app.metrics.messages_stored.inc();
-                app.fan_out_message(&appended).await;
+                app.fan_out_message(&appended);
             }
             Ok(appended)
         })
@@ -80,7 +80,7 @@ impl App {
 
     /// Publishes a stored message to the members its own transaction saw
     /// (no cache decides who hears), and hands it to the notifier.
-    async fn fan_out_message(&self, appended: &Appended) {
+    fn fan_out_message(&self, appended: &Appended) {
         let members = &appended.members;
         self.bus.publish(
             members,

@@ -71,3 +71,17 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Whether `error`, one of its sources, or an `io::Error` among them
+/// wraps an `E` (framework errors wrap ours a few layers deep).
+pub fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let wrapped = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        if e.is::<E>() || wrapped.is_some_and(|inner| inner.is::<E>()) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}

@@ -59,20 +59,6 @@ impl Guard {
 #[error("too many bytes before authentication")]
 pub struct ReadBudgetSpent;
 
-/// Whether `error`, one of its sources, or an `io::Error` among them
-/// wraps an `E` (framework errors wrap ours a few layers deep).
-pub fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        let wrapped = e.downcast_ref::<io::Error>().and_then(|io| io.get_ref());
-        if e.is::<E>() || wrapped.is_some_and(|inner| inner.is::<E>()) {
-            return true;
-        }
-        next = e.source();
-    }
-    false
-}
-
 /// An accepted connection with a write-stall timeout and a read budget.
 pub struct GuardedIo<T> {
     inner: T,
@@ -198,7 +184,7 @@ mod tests {
         assert_eq!(io.read(&mut buf).await.unwrap(), 8);
         theirs.write_all(&[1u8; 8]).await.unwrap();
         let error = io.read(&mut buf).await.unwrap_err();
-        assert!(caused_by::<ReadBudgetSpent>(&error));
+        assert!(crate::error::caused_by::<ReadBudgetSpent>(&error));
         budget.lift_read_limit();
         theirs.write_all(&[1u8; 8]).await.unwrap();
         assert!(io.read(&mut buf).await.is_ok());

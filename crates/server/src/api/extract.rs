@@ -19,7 +19,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<App>> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &Arc<App>) -> Result<Self, Self::Rejection> {
         Json::<T>::from_request(req, state).await.map(|Json(v)| ApiJson(v)).map_err(|e| {
-            if crate::guarded_io::caused_by::<crate::http::BodyTimeout>(&e) {
+            if crate::error::caused_by::<crate::http::BodyTimeout>(&e) {
                 ApiError(WireError::new(
                     chinwag_proto::ErrorCode::RequestTimeout,
                     "the request body did not arrive in time",

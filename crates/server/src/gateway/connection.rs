@@ -8,7 +8,8 @@
 
 use super::cursor::Cursors;
 use crate::chat::SendTarget;
-use crate::guarded_io::{caused_by, Guard, ReadBudgetSpent};
+use crate::error::caused_by;
+use crate::guarded_io::{Guard, ReadBudgetSpent};
 use crate::slots::IpSlot;
 use crate::App;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};

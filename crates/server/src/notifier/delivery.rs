@@ -165,20 +165,20 @@ impl App {
                 self.record(&item, Err(PushError::Gone("target has no host".into()))).await;
                 continue;
             };
-            let (Ok(global), Gate::Go(host_permit)) =
-                (deliveries.global.clone().try_acquire_owned(), deliveries.gate(&host))
-            else {
-                // No room now (or the host's breaker is open): give the row
-                // back, due when it may be tried, without spending a try.
-                let until = match deliveries.gate(&host) {
-                    Gate::Open(until) => {
-                        self.metrics.push_breaker_skips.inc();
-                        until.saturating_duration_since(Instant::now()).as_millis() as i64
-                    }
-                    _ => 0,
-                };
-                self.put_back(&item, chinwag_proto::now_ms() + until).await;
-                continue;
+            // Without room now, or while the host's breaker is open, the
+            // row goes back, due when it may be tried, without spending a try.
+            let (global, host_permit) = match (deliveries.gate(&host), deliveries.global.clone().try_acquire_owned()) {
+                (Gate::Go(host_permit), Ok(global)) => (global, host_permit),
+                (Gate::Open(until), _) => {
+                    self.metrics.push_breaker_skips.inc();
+                    let wait = until.saturating_duration_since(Instant::now()).as_millis() as i64;
+                    self.put_back(&item, chinwag_proto::now_ms() + wait).await;
+                    continue;
+                }
+                _ => {
+                    self.put_back(&item, chinwag_proto::now_ms()).await;
+                    continue;
+                }
             };
             let app = self.clone();
             deliveries.tasks.spawn(async move {
