@@ -95,8 +95,21 @@ async fn type_into(b: &Browser, css: &str, text: &str) {
     el.send_keys(text).await.unwrap();
 }
 
+/// Clicks the element; when the page re-rendered it between the lookup
+/// and the click (a stale reference), looks it up again.
 async fn click(b: &Browser, css: &str) {
-    b.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    for _ in 0..50 {
+        match b.find(Locator::Css(css)).await.unwrap().click().await {
+            Ok(()) => return,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("clicking {css}: {e}"),
+        }
+    }
+    panic!("{css} kept being re-rendered");
 }
 
 async fn sign_up(b: &Browser, base: &str, name: &str) {
