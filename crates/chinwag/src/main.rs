@@ -150,7 +150,7 @@ async fn serve(settings: Settings) -> Result<()> {
         presence: Arc::new(LocalPresence::new(config.presence_offline_grace())),
         account_limits: Arc::new(LocalRateLimiter::default()),
         metrics,
-        notifier: notifier::Notifier::new(
+        push: notifier::Providers::new(
             Arc::new(vapid),
             webhook_secret,
             notifier::addresses::AddressPolicy { allow_private: config.push_private_targets },

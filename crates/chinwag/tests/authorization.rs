@@ -6,52 +6,66 @@
 
 mod common;
 
+use chinwag_proto::api::{Access, Route, ROUTES};
 use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Every authenticated HTTP endpoint, with a body where it takes one.
-fn every_endpoint(group: i64, user: i64) -> Vec<(&'static str, String, Option<Value>)> {
-    vec![
-        ("GET", "/v1/users/me".into(), None),
-        ("PATCH", "/v1/users/me".into(), Some(json!({"display_name": "x"}))),
-        ("GET", format!("/v1/users/{user}"), None),
-        ("GET", "/v1/users?username=alice".into(), None),
-        ("DELETE", "/v1/sessions/current".into(), None),
-        ("GET", "/v1/contacts".into(), None),
-        ("PUT", format!("/v1/contacts/{user}"), None),
-        ("DELETE", format!("/v1/contacts/{user}"), None),
-        ("GET", format!("/v1/presence?user_ids={user}"), None),
-        ("GET", "/v1/search?q=secret".into(), None),
-        ("GET", "/v1/mentions".into(), None),
-        ("PUT", "/v1/devices/current/push".into(), Some(json!({"kind": "webhook", "url": "http://127.0.0.1:9/x"}))),
-        ("DELETE", "/v1/devices/current/push".into(), None),
-        ("POST", "/v1/channels/direct".into(), Some(json!({"user_id": user}))),
-        ("POST", "/v1/channels".into(), Some(json!({"name": "g", "member_ids": [user]}))),
-        ("GET", "/v1/channels".into(), None),
-    ]
-    .into_iter()
-    .chain(channel_endpoints(group, user))
-    .collect()
+/// How the matrix calls each endpoint of the API table: its path with the
+/// parameters filled in (and a query), and its body. Every endpoint must be
+/// named here, so none is added without its authorization test.
+fn requests(route: &Route, channel: i64, user: i64) -> Vec<(String, Option<Value>)> {
+    let path = route
+        .path
+        .replace("{id}", &channel.to_string())
+        .replace("{channel_id}", &channel.to_string())
+        .replace("{user_id}", &user.to_string());
+    let body = |value: Value| vec![(path.clone(), Some(value))];
+    let query = |query: &str| vec![(format!("{path}?{query}"), None)];
+    match route.name {
+        "Signup" => body(json!({"username": "newcomer", "password": PASSWORD})),
+        "Login" => body(json!({"username": "alice", "password": PASSWORD})),
+        "CspReport" => body(json!({"csp-report": {"violated-directive": "script-src"}})),
+        "UpdateMe" => body(json!({"display_name": "x"})),
+        "FindUser" => query("username=alice"),
+        "GetPresence" => query(&format!("user_ids={user}")),
+        "Search" => query("q=secret"),
+        "SetPush" => body(json!({"kind": "webhook", "url": "http://127.0.0.1:9/x"})),
+        "OpenDirect" => body(json!({"user_id": user})),
+        "CreateGroup" => body(json!({"name": "g", "member_ids": [user]})),
+        "AddMember" => body(json!({"user_id": user})),
+        "History" => [query("limit=5"), query("around=1")].concat(),
+        "PostMessage" => body(json!({"client_msg_id": "intruder-http", "text": "let me in"})),
+        "MarkRead" => body(json!({"message_id": 1})),
+        "Mute" => body(json!({"muted": true})),
+        "Me" | "UserById" | "Logout" | "ListChannels" | "GetChannel" | "RemoveMember" | "Reads" | "Contacts"
+        | "AddContact" | "RemoveContact" | "Blocks" | "Block" | "Unblock" | "Invitations" | "AcceptInvitation"
+        | "DeclineInvitation" | "Mentions" | "Discovery" | "GetPush" | "RemovePush" | "VapidPublicKey" => {
+            vec![(path, None)]
+        }
+        other => panic!("no authorization sample for endpoint {other}: add one here"),
+    }
+}
+
+/// Every request to endpoints of `access`.
+fn endpoints_of(access: Access, channel: i64, user: i64) -> Vec<(&'static str, String, Option<Value>)> {
+    ROUTES
+        .iter()
+        .filter(|route| route.access == access)
+        .flat_map(|route| {
+            requests(route, channel, user).into_iter().map(|(path, body)| (route.method.as_str(), path, body))
+        })
+        .collect()
+}
+
+/// Every endpoint that needs a token.
+fn every_endpoint(channel: i64, user: i64) -> Vec<(&'static str, String, Option<Value>)> {
+    [endpoints_of(Access::User, channel, user), endpoints_of(Access::Member, channel, user)].concat()
 }
 
 /// Every endpoint about one channel.
 fn channel_endpoints(channel: i64, user: i64) -> Vec<(&'static str, String, Option<Value>)> {
-    vec![
-        ("GET", format!("/v1/channels/{channel}"), None),
-        ("POST", format!("/v1/channels/{channel}/members"), Some(json!({"user_id": user}))),
-        ("DELETE", format!("/v1/channels/{channel}/members/{user}"), None),
-        ("GET", format!("/v1/channels/{channel}/messages"), None),
-        ("GET", format!("/v1/channels/{channel}/messages?around=1"), None),
-        (
-            "POST",
-            format!("/v1/channels/{channel}/messages"),
-            Some(json!({"client_msg_id": "intruder-http", "text": "let me in"})),
-        ),
-        ("PUT", format!("/v1/channels/{channel}/read"), Some(json!({"message_id": 1}))),
-        ("GET", format!("/v1/channels/{channel}/reads"), None),
-        ("PUT", format!("/v1/channels/{channel}/mute"), Some(json!({"muted": true}))),
-    ]
+    endpoints_of(Access::Member, channel, user)
 }
 
 /// Every frame about one channel.
@@ -192,4 +206,14 @@ async fn outsiders_removed_members_and_dead_tokens_are_refused_everywhere() {
         assert_eq!(anonymous.next().await["code"], "unauthorized");
     }
     assert_eq!(history_len(&server, group, &alice.token).await, before.0);
+    // Without a token: every endpoint but the public ones answers 401,
+    // and the public ones answer without one.
+    for (method, path, body) in every_endpoint(group, bob.id) {
+        let (status, answer) = server.call(method, &path, None, body).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("unauthorized")), "{method} {path}");
+    }
+    for (method, path, body) in endpoints_of(Access::Public, group, bob.id) {
+        let (status, answer) = server.call(method, &path, None, body).await;
+        assert!((200..300).contains(&status), "public {method} {path}: {status} {answer}");
+    }
 }

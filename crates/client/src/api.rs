@@ -1,18 +1,16 @@
 //! The HTTP half of the SDK: accounts, channels and lookups.
 
 use crate::ClientError;
-use chinwag_proto::{Channel, DeviceId, ErrorBody, User, UserId, WireError};
+use chinwag_proto::api::{
+    CreateGroup, CreateGroupRequest, Discovery, Endpoint, FindUser, Login, LoginRequest, LoginResponse, Method,
+    NoContent, OpenDirect, OpenDirectRequest, Signup, SignupRequest, UsernameQuery,
+};
+use chinwag_proto::{Channel, ErrorBody, User, UserId, WireError};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 /// A logged-in device.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LoginSession {
-    pub token: String,
-    pub device_id: DeviceId,
-    pub user: User,
-}
+pub type LoginSession = LoginResponse;
 
 /// HTTP calls to one server.
 #[derive(Debug, Clone)]
@@ -31,25 +29,35 @@ impl Api {
         Api { http: reqwest::Client::new(), base: base_url.trim_end_matches('/').to_owned() }
     }
 
-    async fn call<T: DeserializeOwned>(
+    /// Calls endpoint `E` at `path` (its route with parameters filled in).
+    async fn call<E: Endpoint>(
         &self,
-        method: reqwest::Method,
         path: &str,
         token: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<T, ClientError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        request: &E::Request,
+    ) -> Result<E::Response, ClientError>
+    where
+        E::Request: Serialize,
+        E::Response: DeserializeOwned,
+    {
+        let route = E::ROUTE;
+        let method = reqwest::Method::from_bytes(route.method.as_str().as_bytes())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut request_builder = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
-            request = request.bearer_auth(token);
+            request_builder = request_builder.bearer_auth(token);
         }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
+        request_builder = match route.method {
+            Method::Get => request_builder.query(request),
+            _ => request_builder.json(request),
+        };
+        let response = request_builder.send().await?;
         let status = response.status();
         let bytes = response.bytes().await?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()));
+            // A 204 carries no body: read it as an empty object.
+            let body: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
+            return serde_json::from_slice(body).map_err(|e| ClientError::Protocol(e.to_string()));
         }
         match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
             Ok(ErrorEnvelope { error }) => Err(ClientError::Server(WireError {
@@ -62,61 +70,35 @@ impl Api {
     }
 
     pub async fn signup(&self, username: &str, password: &str) -> Result<User, ClientError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            user: User,
-        }
-        let body = json!({"username": username, "password": password});
-        let answer: Answer = self.call(reqwest::Method::POST, "/v1/users", None, Some(body)).await?;
-        Ok(answer.user)
+        let request =
+            SignupRequest { username: username.to_owned(), password: password.to_owned(), display_name: None };
+        Ok(self.call::<Signup>(Signup::ROUTE.path, None, &request).await?.user)
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Result<LoginSession, ClientError> {
-        let body = json!({"username": username, "password": password});
-        self.call(reqwest::Method::POST, "/v1/sessions", None, Some(body)).await
+        let request = LoginRequest { username: username.to_owned(), password: password.to_owned(), device_name: None };
+        self.call::<Login>(Login::ROUTE.path, None, &request).await
     }
 
     pub async fn user_by_name(&self, token: &str, username: &str) -> Result<User, ClientError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            user: User,
-        }
-        let query: String =
-            url::form_urlencoded::Serializer::new(String::new()).append_pair("username", username).finish();
-        let path = format!("/v1/users?{query}");
-        let answer: Answer = self.call(reqwest::Method::GET, &path, Some(token), None).await?;
-        Ok(answer.user)
+        let query = UsernameQuery { username: Some(username.to_owned()) };
+        Ok(self.call::<FindUser>(FindUser::ROUTE.path, Some(token), &query).await?.user)
     }
 
     /// The direct channel with `other` (created if needed).
     pub async fn direct(&self, token: &str, other: UserId) -> Result<Channel, ClientError> {
-        self.channel_call("/v1/channels/direct", token, json!({"user_id": other})).await
+        let request = OpenDirectRequest { user_id: other };
+        Ok(self.call::<OpenDirect>(OpenDirect::ROUTE.path, Some(token), &request).await?.channel)
     }
 
     pub async fn group(&self, token: &str, name: &str, members: &[UserId]) -> Result<Channel, ClientError> {
-        self.channel_call("/v1/channels", token, json!({"name": name, "member_ids": members})).await
-    }
-
-    async fn channel_call(&self, path: &str, token: &str, body: Value) -> Result<Channel, ClientError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            channel: Channel,
-        }
-        let answer: Answer = self.call(reqwest::Method::POST, path, Some(token), Some(body)).await?;
-        Ok(answer.channel)
+        let request = CreateGroupRequest { name: name.to_owned(), member_ids: members.to_vec() };
+        Ok(self.call::<CreateGroup>(CreateGroup::ROUTE.path, Some(token), &request).await?.channel)
     }
 
     /// The WebSocket URL of the least-loaded gateway.
     pub async fn discover(&self) -> Result<String, ClientError> {
-        #[derive(Deserialize)]
-        struct Server {
-            ws_url: String,
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            servers: Vec<Server>,
-        }
-        let answer: Answer = self.call(reqwest::Method::GET, "/v1/discovery", None, None).await?;
+        let answer = self.call::<Discovery>(Discovery::ROUTE.path, None, &NoContent {}).await?;
         answer
             .servers
             .into_iter()

@@ -4,9 +4,9 @@
 
 use crate::order::Ordering;
 use crate::{is_transient, Ack, Api, ClientConfig, ClientError, Command, Event, Target, WireStats};
-use chinwag_proto::{ChannelId, ErrorCode, MessageId, ServerFrame, WireError};
+use chinwag_proto::{ChannelId, ClientFrame, ErrorCode, MessageId, ServerFrame, WireError};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,12 +131,12 @@ impl Driver {
         text: String,
         reply: oneshot::Sender<Result<Ack, ClientError>>,
     ) {
-        let mut frame = json!({"type": "send", "client_msg_id": client_msg_id, "text": text});
-        match target {
-            Target::Channel(c) => frame["channel_id"] = json!(c),
-            Target::User(u) => frame["to_user_id"] = json!(u),
-        }
-        self.pending.push(Pending { client_msg_id, frame: frame.to_string(), reply, in_flight: false });
+        let (channel_id, to_user_id) = match target {
+            Target::Channel(c) => (Some(c), None),
+            Target::User(u) => (None, Some(u)),
+        };
+        let frame = encode(&ClientFrame::Send { client_msg_id: client_msg_id.clone(), channel_id, to_user_id, text });
+        self.pending.push(Pending { client_msg_id, frame, reply, in_flight: false });
     }
 
     async fn open(&self) -> Result<Socket, String> {
@@ -171,7 +171,7 @@ impl Driver {
         let timeout = self.config.connect_timeout;
         let ready = tokio::time::timeout(timeout, async {
             let mut ws = self.open().await?;
-            let auth = json!({"type": "auth", "token": self.config.token}).to_string();
+            let auth = encode(&ClientFrame::Auth { token: self.config.token.clone() });
             ws.send(Ws::text(auth)).await.map_err(|e| e.to_string())?;
             loop {
                 match ws.next().await {
@@ -274,7 +274,7 @@ impl Driver {
                 command = self.commands.recv() => match command {
                     Some(Command::Send { client_msg_id, target, text, reply }) => self.queue(client_msg_id, target, text, reply),
                     Some(Command::Frame(frame)) => {
-                        if let Err(e) = ws.send(Ws::text(frame.to_string())).await {
+                        if let Err(e) = ws.send(Ws::text(encode(&frame))).await {
                             return End::Lost(e.to_string());
                         }
                     }
@@ -362,8 +362,13 @@ impl Driver {
 }
 
 async fn send_sync(ws: &mut Socket, channel: ChannelId, after: MessageId) -> Result<(), String> {
-    let frame = json!({"type": "sync", "channel_id": channel, "after": after, "limit": SYNC_PAGE});
-    ws.send(Ws::text(frame.to_string())).await.map_err(|e| e.to_string())
+    let frame = ClientFrame::Sync { channel_id: channel, after, limit: Some(SYNC_PAGE) };
+    ws.send(Ws::text(encode(&frame))).await.map_err(|e| e.to_string())
+}
+
+/// A client frame as text (serializing plain data cannot fail).
+fn encode(frame: &ClientFrame) -> String {
+    serde_json::to_string(frame).unwrap_or_default()
 }
 
 fn decode(text: &str) -> Result<ServerFrame, String> {

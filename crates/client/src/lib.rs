@@ -33,7 +33,7 @@ pub use api::{Api, LoginSession};
 pub use backoff::Backoff;
 
 use chinwag_proto::{
-    Channel, ChannelId, DeviceId, ErrorCode, Message, MessageId, ServerFrame, User, UserId, WireError,
+    Channel, ChannelId, ClientFrame, DeviceId, ErrorCode, Message, MessageId, ServerFrame, User, UserId, WireError,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -128,7 +128,7 @@ pub enum Event {
 
 pub(crate) enum Command {
     Send { client_msg_id: String, target: Target, text: String, reply: oneshot::Sender<Result<Ack, ClientError>> },
-    Frame(serde_json::Value),
+    Frame(ClientFrame),
     Close(oneshot::Sender<()>),
 }
 
@@ -219,13 +219,13 @@ impl ClientHandle {
 
     /// Moves this user's read marker forward.
     pub async fn mark_read(&self, channel: ChannelId, message_id: MessageId) -> Result<(), ClientError> {
-        let frame = serde_json::json!({"type": "read", "channel_id": channel, "message_id": message_id});
+        let frame = ClientFrame::Read { channel_id: channel, message_id };
         self.commands.send(Command::Frame(frame)).await.map_err(|_| ClientError::Closed)
     }
 
     /// Tells the other members this user is typing.
     pub async fn typing(&self, channel: ChannelId) -> Result<(), ClientError> {
-        let frame = serde_json::json!({"type": "typing", "channel_id": channel});
+        let frame = ClientFrame::Typing { channel_id: channel };
         self.commands.send(Command::Frame(frame)).await.map_err(|_| ClientError::Closed)
     }
 

@@ -3,6 +3,7 @@
 //! crate (server, clients, tests, the benchmark) shares one definition of what
 //! travels on the wire.
 
+pub mod api;
 pub mod error;
 pub mod frames;
 pub mod ids;

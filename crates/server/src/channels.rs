@@ -1,8 +1,8 @@
 //! Channel lifecycle: direct channels, groups, members, each change told to
 //! the affected users' connections as `channel` / `channel_removed` events.
 
+use crate::chat::Chat;
 use crate::error::{store_error, user_store_error};
-use crate::App;
 use chinwag_bus::{Event, NodeEvent};
 use chinwag_proto::{validate, Channel, ChannelId, ChannelKind, ErrorCode, Invitation, UserId, WireError};
 use chinwag_store::{ChannelState, MemberAdded, NewGroup};
@@ -15,7 +15,7 @@ pub enum Added {
     Invited(Invitation),
 }
 
-impl App {
+impl Chat {
     /// Refuses to put users who are in `max_channels_per_user` channels
     /// already into one more (so nobody can be buried in channels).
     async fn check_channel_room(&self, users: &[UserId]) -> Result<(), WireError> {

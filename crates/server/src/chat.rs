@@ -1,15 +1,20 @@
 //! The messaging service: authenticate, send (validate, rate-limit, store,
-//! fan out), read markers and typing. Shared by HTTP and WebSocket so both
-//! behave the same.
+//! fan out), read markers and typing. Shared by the api and gateway roles
+//! so both behave the same; `channels` adds the channel lifecycle.
 
 use crate::auth;
 use crate::error::store_error;
-use crate::App;
-use chinwag_bus::Event;
+use crate::members::MemberCache;
+use crate::metrics::Metrics;
+use crate::notifier::Handoff;
+use crate::ratelimit::UserLimiter;
+use crate::ServerConfig;
+use chinwag_bus::{Bus, Event, Presence};
 use chinwag_proto::{validate, ChannelId, ErrorCode, MessageId, UserId, WireError};
-use chinwag_store::{Appended, NewMessage, Session};
+use chinwag_store::{Appended, NewMessage, Session, Store};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Where a `send` goes: a channel, or the direct channel with a user.
 #[derive(Debug, Clone, Copy)]
@@ -18,7 +23,63 @@ pub enum SendTarget {
     User(UserId),
 }
 
-impl App {
+/// The messaging service, built from the store, the bus, presence (to
+/// skip pushes for members who are online) and the notifier's queue.
+pub struct Chat {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) bus: Arc<dyn Bus>,
+    presence: Arc<dyn Presence>,
+    pushes: Handoff,
+    metrics: Arc<Metrics>,
+    pub(crate) config: Arc<ServerConfig>,
+    /// Member lists for read markers and typing (never for messages).
+    pub(crate) members: MemberCache,
+    send_limiter: UserLimiter,
+    typing_limiter: UserLimiter,
+    request_limiter: UserLimiter,
+    /// Direct channel of each ordered pair, so `to_user_id` sends skip the
+    /// store lookup (a pair's direct channel never changes).
+    direct_channels: Mutex<HashMap<(UserId, UserId), ChannelId>>,
+}
+
+impl Chat {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        presence: Arc<dyn Presence>,
+        pushes: Handoff,
+        metrics: Arc<Metrics>,
+        config: Arc<ServerConfig>,
+    ) -> Chat {
+        Chat {
+            send_limiter: UserLimiter::new(config.send_rate_per_s, config.send_burst),
+            typing_limiter: UserLimiter::new(config.typing_rate_per_s, config.typing_rate_per_s),
+            request_limiter: UserLimiter::new(config.request_rate_per_s, config.request_burst),
+            store,
+            bus,
+            presence,
+            pushes,
+            metrics,
+            config,
+            members: MemberCache::default(),
+            direct_channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Requests that cost the store work (authenticated HTTP calls, `read`
+    /// and `sync` frames) are limited per user, so one client cannot
+    /// flood the store's threads that everyone shares.
+    pub fn check_request(&self, user: UserId) -> Result<(), WireError> {
+        self.request_limiter.check(&user)
+    }
+
+    /// Lets the limiters forget users who have been quiet for long.
+    pub(crate) fn forget_idle(&self) {
+        self.send_limiter.forget_idle();
+        self.typing_limiter.forget_idle();
+        self.request_limiter.forget_idle();
+    }
+
     /// The live device a bearer token belongs to.
     pub async fn authenticate(&self, token: &str) -> Result<Session, WireError> {
         if token.is_empty() || token.len() > 128 {
@@ -53,14 +114,14 @@ impl App {
             text,
             created_at: chinwag_proto::now_ms(),
         });
-        let app = self.clone();
+        let chat = self.clone();
         let accepted = std::time::Instant::now();
         Ok(async move {
             let appended = stored.await.map_err(store_error)?;
-            app.metrics.send_ack_seconds.observe(accepted.elapsed().as_secs_f64());
+            chat.metrics.send_ack_seconds.observe(accepted.elapsed().as_secs_f64());
             if !appended.duplicate {
-                app.metrics.messages_stored.inc();
-                app.fan_out_message(&appended);
+                chat.metrics.messages_stored.inc();
+                chat.fan_out_message(&appended);
             }
             Ok(appended)
         })
@@ -86,7 +147,12 @@ impl App {
             members,
             Event::Message { message: appended.message.clone(), mentions: appended.mentions.clone() },
         );
-        self.message_for_push(&appended.message, members);
+        // Nobody gets a push when every other member is online (the
+        // common case, and it costs no store read).
+        let message = &appended.message;
+        if !members.iter().all(|&m| m == message.sender_id || self.presence.is_online(m)) {
+            self.pushes.hand_over(message.clone());
+        }
     }
 
     async fn direct_channel_id(&self, me: UserId, other: UserId) -> Result<ChannelId, WireError> {
@@ -138,6 +204,31 @@ impl App {
             Ok(members)
         } else {
             Err(WireError::new(ErrorCode::NotFound, "no such channel"))
+        }
+    }
+}
+
+impl Chat {
+    /// Applies what other nodes broadcast (cache invalidations). If the bus
+    /// drops this node's queue (it fell behind), every cached member list is
+    /// forgotten and the node subscribes again.
+    pub(crate) async fn follow_broadcasts(self: Arc<Self>) {
+        loop {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+            let _subscription = match self.bus.subscribe_broadcasts(tx).await {
+                Ok(subscription) => subscription,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not follow broadcasts; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            while let Some(event) = rx.recv().await {
+                match event {
+                    chinwag_bus::NodeEvent::MembersChanged { channel_id } => self.members.invalidate(channel_id),
+                }
+            }
+            self.members.clear();
         }
     }
 }

@@ -43,51 +43,34 @@ mod web;
 pub use config::{Roles, ServerConfig};
 pub use error::ApiError;
 
-use chinwag_bus::{Bus, Discovery, GatewayInfo};
-use chinwag_bus::{Limit, RateLimiter};
-use chinwag_proto::{ChannelId, UserId};
+use chinwag_bus::{Bus, Discovery, RateLimiter};
 use chinwag_store::Store;
-use members::MemberCache;
 use metrics::Metrics;
-use ratelimit::{KnownAddresses, UserLimiter};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-/// The handles every role works with, passed explicitly (no globals).
+/// The process: one service per role, built from the seams each needs,
+/// plus the handles all of them share. Roles this process does not run
+/// keep their service idle (no routes, no background task).
 pub struct App {
+    pub config: Arc<ServerConfig>,
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn Bus>,
-    pub discovery: Arc<dyn Discovery>,
     pub metrics: Arc<Metrics>,
-    pub config: ServerConfig,
-    /// This process's name in the discovery registry.
-    pub gateway_id: String,
-    members: MemberCache,
-    presence: Arc<dyn chinwag_bus::Presence>,
-    notifier: notifier::Notifier,
-    send_limiter: UserLimiter,
-    typing_limiter: UserLimiter,
-    request_limiter: UserLimiter,
-    /// Budgets of the limits that protect accounts (shared in a cluster).
-    account_limits: Arc<dyn RateLimiter>,
-    /// Where each account logged in from (exempt from the account ceiling).
-    login_addresses: KnownAddresses,
-    /// Direct channel of each ordered pair, so `to_user_id` sends skip the
-    /// store lookup (a pair's direct channel never changes).
-    direct_channels: Mutex<HashMap<(UserId, UserId), ChannelId>>,
+    /// Messaging and channels (used by the api and gateway roles).
+    pub chat: Arc<chat::Chat>,
+    /// Who is online, and who may see it.
+    pub presence: Arc<presence::PresenceService>,
+    /// Push notifications: outbox queueing and delivery.
+    pub notifier: Arc<notifier::Notifier>,
+    /// The WebSocket role's connections and their per-address shares.
+    pub gateway: gateway::Gateway,
+    /// The api role's own state: the limits that protect accounts.
+    pub api: api::Api,
     /// Cancelled when the server shuts down; connections close "going away".
     pub shutdown: CancellationToken,
-    /// Every WebSocket connection task, so shutdown can wait for them (and
-    /// its length is the number of open sockets).
-    pub connections: TaskTracker,
-    /// Open sockets per client address.
-    ip_slots: slots::IpSlots,
-    /// Sockets per client address that have not authenticated yet.
-    unauthenticated_slots: slots::IpSlots,
 }
 
 /// The backends a server runs on, chosen by whoever starts it.
@@ -101,79 +84,35 @@ pub struct Backends {
     /// Shared with the store's commit observer, hence created first.
     pub metrics: Arc<Metrics>,
     /// Push providers (with the keys the binary keeps in the data dir).
-    pub notifier: notifier::Notifier,
+    pub push: notifier::Providers,
 }
 
 impl App {
-    /// Checks one account-protecting limit.
-    async fn check_limit(
-        &self,
-        name: &'static str,
-        per_minute: u32,
-        key: &str,
-    ) -> Result<(), chinwag_proto::WireError> {
-        let limit = Limit { name, per_minute, burst: per_minute };
-        self.account_limits
-            .check(limit, key)
-            .await
-            .map_err(|wait| chinwag_proto::WireError::rate_limited(wait.as_millis().max(1) as u64))
-    }
-
-    /// Signups are limited per client address.
-    pub async fn check_signup(&self, ip: std::net::IpAddr) -> Result<(), chinwag_proto::WireError> {
-        self.check_limit("signup_per_ip", self.config.signup_rate_per_ip_per_min, &ip.to_string()).await
-    }
-
-    /// Requests that cost the store work (authenticated HTTP calls, `read`
-    /// and `sync` frames) are limited per user, so one client cannot
-    /// flood the store's threads that everyone shares.
-    pub fn check_request(&self, user: UserId) -> Result<(), chinwag_proto::WireError> {
-        self.request_limiter.check(&user)
-    }
-
-    /// Logins are limited per client address, per account and address
-    /// (a guesser's budget), and per account from all addresses together
-    /// (many guessers), except from addresses the account logged in from
-    /// before: someone else's failures never cost the owner their login.
-    pub async fn check_login(&self, ip: std::net::IpAddr, username: &str) -> Result<(), chinwag_proto::WireError> {
-        let account = username.to_lowercase();
-        let config = &self.config;
-        self.check_limit("login_per_ip", config.login_rate_per_ip_per_min, &ip.to_string()).await?;
-        let pair = format!("{account} {ip}");
-        self.check_limit("login_per_account_ip", config.login_rate_per_account_per_ip_per_min, &pair).await?;
-        if !self.login_addresses.contains(&account, ip) {
-            self.check_limit("login_per_account", config.login_rate_per_account_per_min, &account).await?;
-        }
-        Ok(())
-    }
-
-    /// A login with the right password from `ip`.
-    pub fn login_succeeded(&self, ip: std::net::IpAddr, username: &str) {
-        self.login_addresses.remember(&username.to_lowercase(), ip);
-    }
-
+    /// Builds every service from the backends.
     pub fn new(backends: Backends, config: ServerConfig) -> Arc<App> {
-        let Backends { store, bus, discovery, presence, account_limits, metrics, notifier } = backends;
+        let Backends { store, bus, discovery, presence, account_limits, metrics, push } = backends;
+        let config = Arc::new(config);
+        let notifier =
+            Arc::new(notifier::Notifier::new(push, store.clone(), presence.clone(), metrics.clone(), config.clone()));
+        let chat = Arc::new(chat::Chat::new(
+            store.clone(),
+            bus.clone(),
+            presence.clone(),
+            notifier.handoff(),
+            metrics.clone(),
+            config.clone(),
+        ));
         Arc::new(App {
-            send_limiter: UserLimiter::new(config.send_rate_per_s, config.send_burst),
-            typing_limiter: UserLimiter::new(config.typing_rate_per_s, config.typing_rate_per_s),
-            request_limiter: UserLimiter::new(config.request_rate_per_s, config.request_burst),
-            account_limits,
-            login_addresses: KnownAddresses::default(),
+            presence: Arc::new(presence::PresenceService::new(presence, store.clone(), bus.clone(), metrics.clone())),
+            gateway: gateway::Gateway::new(discovery.clone()),
+            api: api::Api::new(account_limits, discovery.clone(), config.clone()),
+            chat,
+            notifier,
             store,
             bus,
-            discovery,
             metrics,
-            gateway_id: format!("gateway-{}-{}", std::process::id(), chinwag_proto::now_ms()),
             config,
-            members: MemberCache::default(),
-            presence,
-            notifier,
-            direct_channels: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
-            connections: TaskTracker::new(),
-            ip_slots: slots::IpSlots::default(),
-            unauthenticated_slots: slots::IpSlots::default(),
         })
     }
 }
@@ -199,10 +138,10 @@ pub async fn serve(listener: Listening, app: Arc<App>) {
     let router = api::router(app.clone());
     let roles = app.config.roles;
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
-    let broadcasts = tokio::spawn(follow_broadcasts(app.clone()));
+    let broadcasts = tokio::spawn(app.chat.clone().follow_broadcasts());
     // Roles run only where they were asked for.
-    let presence = roles.presence.then(|| tokio::spawn(app.clone().run_presence()));
-    let notifier = tokio::spawn(app.clone().run_notifier());
+    let presence = roles.presence.then(|| tokio::spawn(app.presence.clone().run(app.shutdown.clone())));
+    let notifier = tokio::spawn(app.notifier.clone().run(app.shutdown.clone(), roles.notifier));
     use axum::serve::ListenerExt;
     match listener {
         // Small frames must leave at once: Nagle's algorithm with delayed
@@ -226,11 +165,8 @@ pub async fn serve(listener: Listening, app: Arc<App>) {
         presence.abort();
     }
     let _ = notifier.await;
-    app.connections.close();
-    if tokio::time::timeout(Duration::from_secs(10), app.connections.wait()).await.is_err() {
-        tracing::warn!("connections did not close within 10 s");
-    }
-    app.persist_online_users().await;
+    app.gateway.close().await;
+    app.presence.persist_online_users().await;
 }
 
 /// Serves only `GET /metrics` on `listener` (`metrics_listen`), so the
@@ -242,29 +178,6 @@ pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
         axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
     {
         tracing::error!(error = %e, "the metrics listener failed");
-    }
-}
-
-/// Applies what other nodes broadcast (cache invalidations). If the bus
-/// drops this node's queue (it fell behind), every cached member list is
-/// forgotten and the node subscribes again.
-async fn follow_broadcasts(app: Arc<App>) {
-    loop {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
-        let _subscription = match app.bus.subscribe_broadcasts(tx).await {
-            Ok(subscription) => subscription,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not follow broadcasts; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        while let Some(event) = rx.recv().await {
-            match event {
-                chinwag_bus::NodeEvent::MembersChanged { channel_id } => app.members.invalidate(channel_id),
-            }
-        }
-        app.members.clear();
     }
 }
 
@@ -282,19 +195,14 @@ async fn housekeeping(app: Arc<App>) {
         tick.tick().await;
         // Only gateways are handed out to clients.
         if app.config.roles.gateway {
-            app.discovery.announce(GatewayInfo {
-                id: app.gateway_id.clone(),
-                ws_url: app.config.public_ws_url.clone(),
-                load: app.bus.local_registry().connection_count() as u64,
-            });
+            let load = app.bus.local_registry().connection_count() as u64;
+            app.gateway.announce(app.config.public_ws_url.clone(), load);
         }
         ticks += 1;
         if ticks.is_multiple_of(60) {
-            app.send_limiter.forget_idle();
-            app.typing_limiter.forget_idle();
-            app.request_limiter.forget_idle();
-            app.account_limits.forget_idle();
-            app.persist_online_users().await;
+            app.chat.forget_idle();
+            app.api.forget_idle();
+            app.presence.persist_online_users().await;
         }
     }
 }

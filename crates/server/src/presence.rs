@@ -3,24 +3,35 @@
 //! keeps `last_active_at`, and answers presence queries under the privacy
 //! rule (fellow members and accepted contacts only).
 
-use crate::App;
-use chinwag_bus::{Event, PresenceChange};
+use crate::metrics::Metrics;
+use chinwag_bus::{Bus, Event, Presence, PresenceChange};
 use chinwag_proto::{PresenceStatus, UserId};
+use chinwag_store::Store;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
-impl App {
-    /// Whether `user` has a connected device (or just lost their last one).
-    pub fn is_online(&self, user: UserId) -> bool {
-        self.presence.is_online(user)
+/// The presence service, over the `Presence` seam (who is connected), the
+/// store (who may see whom, `last_active_at`) and the bus.
+pub struct PresenceService {
+    /// Gateways tell it of each connection they open and close.
+    pub seam: Arc<dyn Presence>,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    metrics: Arc<Metrics>,
+}
+
+impl PresenceService {
+    pub fn new(seam: Arc<dyn Presence>, store: Arc<dyn Store>, bus: Arc<dyn Bus>, metrics: Arc<Metrics>) -> Self {
+        PresenceService { seam, store, bus, metrics }
     }
 
-    /// Announces and records presence changes until the server stops.
-    pub(crate) async fn run_presence(self: Arc<Self>) {
-        let Some(mut changes) = self.presence.changes() else { return };
+    /// Announces and records presence changes until `shutdown`.
+    pub(crate) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(mut changes) = self.seam.changes() else { return };
         loop {
             let change = tokio::select! {
                 change = changes.recv() => change,
-                _ = self.shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return,
             };
             let Some(change) = change else { return };
             match change {
@@ -60,7 +71,7 @@ impl App {
     ) -> Result<Vec<(UserId, PresenceStatus, Option<i64>)>, chinwag_store::StoreError> {
         let now = chinwag_proto::now_ms();
         let visible = self.store.presence_visible(viewer, users).await?;
-        let online = self.presence.online_among(users);
+        let online = self.seam.online_among(users);
         Ok(self
             .store
             .last_active(users)
@@ -82,7 +93,7 @@ impl App {
     /// loses at most one period of `last_active_at`.
     pub async fn persist_online_users(&self) {
         let now = chinwag_proto::now_ms();
-        for user in self.presence.online_users() {
+        for user in self.seam.online_users() {
             if let Err(e) = self.store.set_last_active(user, now).await {
                 tracing::warn!(error = %e, "could not store last_active_at");
                 return;

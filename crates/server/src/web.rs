@@ -10,7 +10,7 @@ use crate::App;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ const STYLE_CSS: &str = include_str!("../../../web/style.css");
 const SERVICE_WORKER_JS: &str = include_str!("../../../web/sw.js");
 
 /// Where browsers send Content-Security-Policy violation reports.
-const REPORT_PATH: &str = "/v1/csp-report";
+const REPORT_PATH: &str = <chinwag_proto::api::CspReport as chinwag_proto::api::Endpoint>::ROUTE.path;
 
 /// The policy of the web client's pages. `connect-src` names the host the
 /// page was loaded from for WebSockets (`'self'` covers them only in
@@ -59,7 +59,7 @@ fn file(headers: &HeaderMap, content_type: &'static str, body: &'static str) -> 
 }
 
 /// Counts (and logs) a browser's report of a policy violation.
-async fn csp_report(State(app): State<Arc<App>>, body: axum::body::Bytes) -> StatusCode {
+pub(crate) async fn csp_report(State(app): State<Arc<App>>, body: axum::body::Bytes) -> StatusCode {
     app.metrics.csp_violations.inc();
     let report = String::from_utf8_lossy(&body[..body.len().min(2048)]).into_owned();
     tracing::warn!(%report, "Content-Security-Policy violation reported");
@@ -67,7 +67,8 @@ async fn csp_report(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Sta
 }
 
 /// `/`, `/app.js`, `/style.css` and the service worker `/sw.js` (served
-/// from the root so it may control the whole site), and the report sink.
+/// from the root so it may control the whole site). (The report sink is an
+/// endpoint of the API table.)
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/", get(|h: HeaderMap| async move { file(&h, "text/html; charset=utf-8", INDEX_HTML) }))
@@ -77,7 +78,6 @@ pub fn routes() -> Router<Arc<App>> {
             "/sw.js",
             get(|h: HeaderMap| async move { file(&h, "text/javascript; charset=utf-8", SERVICE_WORKER_JS) }),
         )
-        .route(REPORT_PATH, post(csp_report))
 }
 
 /// Headers every answer carries: no content sniffing, no referrer leaks,

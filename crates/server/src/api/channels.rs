@@ -9,62 +9,48 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use chinwag_proto::api::{
+    AddMemberRequest, AddMemberResponse, ChannelResponse, ChannelsResponse, CreateGroupRequest, HistoryParams,
+    HistoryResponse, InvitationsResponse, MarkReadRequest, MessageResponse, OpenDirectRequest, PostMessageRequest,
+    ReadMarker, ReadsResponse,
+};
 use chinwag_proto::{validate, ChannelId, MessageId, UserId, WireError};
 use chinwag_store::HistoryQuery;
-use serde::Deserialize;
-use serde_json::{json, Value};
 use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-#[derive(Deserialize)]
-pub struct DirectBody {
-    user_id: UserId,
-}
-
 pub async fn open_direct(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
-    ApiJson(body): ApiJson<DirectBody>,
+    ApiJson(body): ApiJson<OpenDirectRequest>,
 ) -> Result<impl IntoResponse> {
-    let (channel, created) = app.open_direct(session.user_id, body.user_id).await?;
+    let (channel, created) = app.chat.open_direct(session.user_id, body.user_id).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({ "channel": channel }))))
-}
-
-#[derive(Deserialize)]
-pub struct GroupBody {
-    name: String,
-    #[serde(default)]
-    member_ids: Vec<UserId>,
+    Ok((status, Json(ChannelResponse { channel })))
 }
 
 pub async fn create_group(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
-    ApiJson(body): ApiJson<GroupBody>,
+    ApiJson(body): ApiJson<CreateGroupRequest>,
 ) -> Result<impl IntoResponse> {
-    let channel = app.create_group(session.user_id, body.name, body.member_ids).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "channel": channel }))))
+    let channel = app.chat.create_group(session.user_id, body.name, body.member_ids).await?;
+    Ok((StatusCode::CREATED, Json(ChannelResponse { channel })))
 }
 
-pub async fn list(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<Value>> {
+pub async fn list(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<ChannelsResponse>> {
     let channels = app.store.channels_of(session.user_id).await?;
-    Ok(Json(json!({ "channels": channels })))
+    Ok(Json(ChannelsResponse { channels }))
 }
 
 pub async fn get_one(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>> {
-    let channel = app.channel_for(session.user_id, ChannelId(id)).await?;
-    Ok(Json(json!({ "channel": channel })))
-}
-
-#[derive(Deserialize)]
-pub struct MemberBody {
-    user_id: UserId,
+) -> Result<Json<ChannelResponse>> {
+    let channel = app.chat.channel_for(session.user_id, ChannelId(id)).await?;
+    Ok(Json(ChannelResponse { channel }))
 }
 
 /// 200 `{channel}` when added; 202 `{invitation}` when the user had left
@@ -73,18 +59,18 @@ pub async fn add_member(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(body): ApiJson<MemberBody>,
+    ApiJson(body): ApiJson<AddMemberRequest>,
 ) -> Result<impl IntoResponse> {
-    Ok(match app.add_member(session.user_id, ChannelId(id), body.user_id).await? {
-        Added::Member(channel) => (StatusCode::OK, Json(json!({ "channel": channel }))),
-        Added::Invited(invitation) => (StatusCode::ACCEPTED, Json(json!({ "invitation": invitation }))),
+    Ok(match app.chat.add_member(session.user_id, ChannelId(id), body.user_id).await? {
+        Added::Member(channel) => (StatusCode::OK, Json(AddMemberResponse::Added { channel })),
+        Added::Invited(invitation) => (StatusCode::ACCEPTED, Json(AddMemberResponse::Invited { invitation })),
     })
 }
 
 /// Invitations back into groups the caller left.
-pub async fn invitations(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<Value>> {
+pub async fn invitations(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<InvitationsResponse>> {
     let invitations = app.store.invitations(session.user_id).await?;
-    Ok(Json(json!({ "invitations": invitations })))
+    Ok(Json(InvitationsResponse { invitations }))
 }
 
 /// Accepts an invitation: the caller joins the group.
@@ -92,9 +78,9 @@ pub async fn accept_invitation(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>> {
-    let channel = app.accept_invitation(session.user_id, ChannelId(id)).await?;
-    Ok(Json(json!({ "channel": channel })))
+) -> Result<Json<ChannelResponse>> {
+    let channel = app.chat.accept_invitation(session.user_id, ChannelId(id)).await?;
+    Ok(Json(ChannelResponse { channel }))
 }
 
 pub async fn decline_invitation(
@@ -114,31 +100,22 @@ pub async fn remove_member(
     Auth(session): Auth,
     ApiPath((id, user_id)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode> {
-    app.remove_member(session.user_id, ChannelId(id), UserId(user_id)).await?;
+    app.chat.remove_member(session.user_id, ChannelId(id), UserId(user_id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-pub struct HistoryParams {
-    after: Option<i64>,
-    before: Option<i64>,
-    around: Option<i64>,
-    limit: Option<u32>,
-}
-
-impl HistoryParams {
-    fn query(&self) -> Result<HistoryQuery> {
-        let query = match (self.after, self.before, self.around) {
-            (None, None, None) => HistoryQuery::Latest,
-            (None, None, Some(center)) => HistoryQuery::Around(MessageId(center)),
-            (after, Some(before), None) if after.is_none() => HistoryQuery::Before(MessageId(before)),
-            (after, before, None) => HistoryQuery::Range { after: after.map(MessageId), before: before.map(MessageId) },
-            (_, _, Some(_)) => {
-                return Err(ApiError(WireError::bad_request("`around` cannot be combined with `after` or `before`")))
-            }
-        };
-        Ok(query)
-    }
+/// The store's query for a page of history.
+fn history_query(params: &HistoryParams) -> Result<HistoryQuery> {
+    let query = match (params.after, params.before, params.around) {
+        (None, None, None) => HistoryQuery::Latest,
+        (None, None, Some(center)) => HistoryQuery::Around(MessageId(center)),
+        (after, Some(before), None) if after.is_none() => HistoryQuery::Before(MessageId(before)),
+        (after, before, None) => HistoryQuery::Range { after: after.map(MessageId), before: before.map(MessageId) },
+        (_, _, Some(_)) => {
+            return Err(ApiError(WireError::bad_request("`around` cannot be combined with `after` or `before`")))
+        }
+    };
+    Ok(query)
 }
 
 pub async fn history(
@@ -146,52 +123,47 @@ pub async fn history(
     Auth(session): Auth,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(params): ApiQuery<HistoryParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<HistoryResponse>> {
     let limit = validate::history_limit(params.limit)?;
-    let query = params.query()?;
-    let channel = app.channel_for(session.user_id, ChannelId(id)).await?;
+    let query = history_query(&params)?;
+    let channel = app.chat.channel_for(session.user_id, ChannelId(id)).await?;
     let page = app.store.messages(channel.id, query, limit, session.user_id).await?;
-    Ok(Json(json!({ "messages": page.messages, "has_more": page.has_more })))
-}
-
-#[derive(Deserialize)]
-pub struct PostMessage {
-    client_msg_id: String,
-    text: String,
+    Ok(Json(HistoryResponse { messages: page.messages, has_more: page.has_more }))
 }
 
 pub async fn post_message(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(body): ApiJson<PostMessage>,
+    ApiJson(body): ApiJson<PostMessageRequest>,
 ) -> Result<impl IntoResponse> {
-    let appended =
-        app.send_message(session.user_id, SendTarget::Channel(ChannelId(id)), body.client_msg_id, body.text).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "message": appended.message }))))
-}
-
-#[derive(Deserialize)]
-pub struct ReadBody {
-    message_id: MessageId,
+    let appended = app
+        .chat
+        .send_message(session.user_id, SendTarget::Channel(ChannelId(id)), body.client_msg_id, body.text)
+        .await?;
+    Ok((StatusCode::CREATED, Json(MessageResponse { message: appended.message })))
 }
 
 pub async fn mark_read(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(body): ApiJson<ReadBody>,
+    ApiJson(body): ApiJson<MarkReadRequest>,
 ) -> Result<StatusCode> {
-    app.mark_read(session.user_id, ChannelId(id), body.message_id).await?;
+    app.chat.mark_read(session.user_id, ChannelId(id), body.message_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Every member's read marker (lets a client show "seen" after a reload).
-pub async fn reads(State(app): State<Arc<App>>, Auth(session): Auth, ApiPath(id): ApiPath<i64>) -> Result<Json<Value>> {
-    let channel = app.channel_for(session.user_id, ChannelId(id)).await?;
+pub async fn reads(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<ReadsResponse>> {
+    let channel = app.chat.channel_for(session.user_id, ChannelId(id)).await?;
     let state = app.store.channel_state(channel.id).await?.ok_or_else(|| ApiError(WireError::not_found("channel")))?;
-    let mut reads: Vec<(UserId, MessageId)> = state.read_markers.into_iter().collect();
-    reads.sort();
-    let reads: Vec<Value> = reads.into_iter().map(|(u, m)| json!({ "user_id": u, "message_id": m })).collect();
-    Ok(Json(json!({ "reads": reads })))
+    let mut reads: Vec<ReadMarker> =
+        state.read_markers.into_iter().map(|(user_id, message_id)| ReadMarker { user_id, message_id }).collect();
+    reads.sort_by_key(|r| (r.user_id, r.message_id));
+    Ok(Json(ReadsResponse { reads }))
 }

@@ -75,8 +75,8 @@ impl FromRequestParts<Arc<App>> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         let token = extract_bearer(&parts.headers).ok_or_else(WireError::unauthorized)?;
-        let session = app.authenticate(token).await?;
-        app.check_request(session.user_id)?;
+        let session = app.chat.authenticate(token).await?;
+        app.chat.check_request(session.user_id)?;
         Ok(Auth(session))
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP API role (`/v1/...`): stateless request handlers over the chat
 //! service, plus liveness. Errors leave through `ApiError` only.
 
+mod accounts;
 mod channels;
 mod extract;
 mod social;
@@ -8,11 +9,15 @@ mod users;
 
 use crate::error::ApiError;
 use crate::App;
-use axum::routing::{delete, get, post, put};
+use axum::handler::Handler;
+use axum::routing::{get, MethodFilter, MethodRouter};
 use axum::Router;
+use chinwag_proto::api::{Endpoint, Method, Route};
 use chinwag_proto::WireError;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use accounts::Api;
 pub use extract::{extract_bearer, ApiJson, ApiPath, ApiQuery, Auth, ClientIp};
 
 /// The routes of the roles this process runs: the API (and the web
@@ -39,38 +44,96 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// The api role's endpoints.
+/// The api role's endpoints: one handler per endpoint of
+/// `chinwag_proto::api::ROUTES`, whose method and path come from the table
+/// (a test checks that none is missing).
 fn api_routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/v1/users", post(users::signup).get(users::find_by_username))
-        .route("/v1/users/me", get(users::me).patch(users::update_me))
-        .route("/v1/users/{id}", get(users::by_id))
-        .route("/v1/sessions", post(users::login))
-        .route("/v1/sessions/current", delete(users::logout))
-        .route("/v1/channels", post(channels::create_group).get(channels::list))
-        .route("/v1/channels/direct", post(channels::open_direct))
-        .route("/v1/channels/{id}", get(channels::get_one))
-        .route("/v1/channels/{id}/members", post(channels::add_member))
-        .route("/v1/channels/{id}/members/{user_id}", delete(channels::remove_member))
-        .route("/v1/channels/{id}/messages", get(channels::history).post(channels::post_message))
-        .route("/v1/channels/{id}/read", put(channels::mark_read))
-        .route("/v1/channels/{id}/reads", get(channels::reads))
-        .route("/v1/contacts", get(social::contacts))
-        .route("/v1/contacts/{user_id}", put(social::add_contact).delete(social::remove_contact))
-        .route("/v1/blocks", get(social::blocks))
-        .route("/v1/blocks/{user_id}", put(social::block).delete(social::unblock))
-        .route("/v1/invitations", get(channels::invitations))
-        .route("/v1/invitations/{channel_id}", post(channels::accept_invitation).delete(channels::decline_invitation))
-        .route("/v1/presence", get(social::presence))
-        .route("/v1/search", get(social::search))
-        .route("/v1/mentions", get(social::mentions))
-        .route("/v1/discovery", get(social::discovery))
-        .route("/v1/devices/current/push", put(social::set_push).get(social::get_push).delete(social::remove_push))
-        .route("/v1/push/vapid-public-key", get(social::vapid_public_key))
-        .route("/v1/channels/{id}/mute", put(social::mute))
+    endpoints().into_router()
+}
+
+fn endpoints() -> Routes {
+    use chinwag_proto::api as e;
+    Routes::default()
+        .add::<e::Signup, _>(users::signup)
+        .add::<e::FindUser, _>(users::find_by_username)
+        .add::<e::Me, _>(users::me)
+        .add::<e::UpdateMe, _>(users::update_me)
+        .add::<e::UserById, _>(users::by_id)
+        .add::<e::Login, _>(users::login)
+        .add::<e::Logout, _>(users::logout)
+        .add::<e::CreateGroup, _>(channels::create_group)
+        .add::<e::ListChannels, _>(channels::list)
+        .add::<e::OpenDirect, _>(channels::open_direct)
+        .add::<e::GetChannel, _>(channels::get_one)
+        .add::<e::AddMember, _>(channels::add_member)
+        .add::<e::RemoveMember, _>(channels::remove_member)
+        .add::<e::History, _>(channels::history)
+        .add::<e::PostMessage, _>(channels::post_message)
+        .add::<e::MarkRead, _>(channels::mark_read)
+        .add::<e::Reads, _>(channels::reads)
+        .add::<e::Mute, _>(social::mute)
+        .add::<e::Contacts, _>(social::contacts)
+        .add::<e::AddContact, _>(social::add_contact)
+        .add::<e::RemoveContact, _>(social::remove_contact)
+        .add::<e::Blocks, _>(social::blocks)
+        .add::<e::Block, _>(social::block)
+        .add::<e::Unblock, _>(social::unblock)
+        .add::<e::Invitations, _>(channels::invitations)
+        .add::<e::AcceptInvitation, _>(channels::accept_invitation)
+        .add::<e::DeclineInvitation, _>(channels::decline_invitation)
+        .add::<e::GetPresence, _>(social::presence)
+        .add::<e::Search, _>(social::search)
+        .add::<e::Mentions, _>(social::mentions)
+        .add::<e::Discovery, _>(social::discovery)
+        .add::<e::SetPush, _>(social::set_push)
+        .add::<e::GetPush, _>(social::get_push)
+        .add::<e::RemovePush, _>(social::remove_push)
+        .add::<e::VapidPublicKey, _>(social::vapid_public_key)
+        .add::<e::CspReport, _>(crate::web::csp_report)
+}
+
+/// Builds a router from endpoint types: each handler is mounted at its
+/// endpoint's method and path, so the table in `proto` is the one source.
+#[derive(Default)]
+struct Routes {
+    by_path: BTreeMap<&'static str, MethodRouter<Arc<App>>>,
+    mounted: Vec<Route>,
+}
+
+impl Routes {
+    fn add<E: Endpoint, T: 'static>(mut self, handler: impl Handler<T, Arc<App>>) -> Self {
+        let route = E::ROUTE;
+        let filter = match route.method {
+            Method::Get => MethodFilter::GET,
+            Method::Post => MethodFilter::POST,
+            Method::Put => MethodFilter::PUT,
+            Method::Patch => MethodFilter::PATCH,
+            Method::Delete => MethodFilter::DELETE,
+        };
+        let methods = self.by_path.remove(route.path).unwrap_or_default();
+        self.by_path.insert(route.path, methods.on(filter, handler));
+        self.mounted.push(route);
+        self
+    }
+
+    fn into_router(self) -> Router<Arc<App>> {
+        self.by_path.into_iter().fold(Router::new(), |router, (path, methods)| router.route(path, methods))
+    }
 }
 
 /// `GET /metrics`: on the public listener, or alone on `metrics_listen`.
 pub fn metrics_router() -> Router<Arc<App>> {
     Router::new().route("/metrics", get(social::metrics))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_endpoint_of_the_table_is_mounted_once() {
+        let mut mounted = super::endpoints().mounted;
+        let mut table = chinwag_proto::api::ROUTES.to_vec();
+        mounted.sort_by_key(|r| r.name);
+        table.sort_by_key(|r| r.name);
+        assert_eq!(mounted, table);
+    }
 }

@@ -1,17 +1,20 @@
 //! Contacts, blocks, presence, search, mentions, discovery and metrics.
 
-use super::{ApiPath, ApiQuery, Auth};
+use super::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::error::ApiError;
+use crate::notifier;
 use crate::App;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use chinwag_bus::Event;
+use chinwag_proto::api::{
+    BlocksResponse, ContactsResponse, DiscoveryResponse, FeedResponse, GatewayAddress, MentionParams, MuteRequest,
+    PresenceEntry, PresenceQuery, PresenceResponse, PushTarget, PushTargetResponse, SearchParams, VapidKeyResponse,
+};
 use chinwag_proto::{ChannelId, UserId, WireError};
 use chinwag_store::{FeedPage, SearchQuery};
-use serde::Deserialize;
-use serde_json::{json, Value};
 use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -23,9 +26,9 @@ const FEED_LIMIT_MAX: u32 = 100;
 const FEED_LIMIT_DEFAULT: u32 = 20;
 const SEARCH_MAX_TERMS: usize = 16;
 
-pub async fn contacts(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<Value>> {
+pub async fn contacts(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<ContactsResponse>> {
     let contacts = app.store.contacts(session.user_id).await?;
-    Ok(Json(json!({ "contacts": contacts })))
+    Ok(Json(ContactsResponse { contacts }))
 }
 
 /// Follows a user's presence; their current status is sent to the caller's
@@ -43,16 +46,17 @@ pub async fn add_contact(
         .add_contact(session.user_id, contact, chinwag_proto::now_ms())
         .await
         .map_err(|e| ApiError(crate::error::user_store_error(e)))?;
-    if let Some((user_id, status, last_active_at)) = app.presence_of(session.user_id, &[contact]).await?.pop() {
+    if let Some((user_id, status, last_active_at)) = app.presence.presence_of(session.user_id, &[contact]).await?.pop()
+    {
         app.bus.publish(&[session.user_id], Event::Presence { user_id, status, last_active_at });
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Whom the caller blocked.
-pub async fn blocks(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<Value>> {
-    let blocked = app.store.blocked_users(session.user_id).await?;
-    Ok(Json(json!({ "blocks": blocked })))
+pub async fn blocks(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<BlocksResponse>> {
+    let blocks = app.store.blocked_users(session.user_id).await?;
+    Ok(Json(BlocksResponse { blocks }))
 }
 
 /// Blocks a user: they cannot message the caller directly, add them to
@@ -86,16 +90,11 @@ pub async fn remove_contact(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-pub struct PresenceQuery {
-    user_ids: Option<String>,
-}
-
 pub async fn presence(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
     ApiQuery(query): ApiQuery<PresenceQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<PresenceResponse>> {
     let raw = query.user_ids.unwrap_or_default();
     let ids: Vec<UserId> = raw
         .split(',')
@@ -106,13 +105,14 @@ pub async fn presence(
     if ids.len() > PRESENCE_MAX_IDS {
         return Err(ApiError(WireError::bad_request("at most 200 user_ids per request")));
     }
-    let presence: Vec<Value> = app
+    let presence = app
+        .presence
         .presence_of(session.user_id, &ids)
         .await?
         .into_iter()
-        .map(|(user_id, status, last_active_at)| json!({ "user_id": user_id, "status": status, "last_active_at": last_active_at }))
+        .map(|(user_id, status, last_active_at)| PresenceEntry { user_id, status, last_active_at })
         .collect();
-    Ok(Json(json!({ "presence": presence })))
+    Ok(Json(PresenceResponse { presence }))
 }
 
 fn feed_limit(limit: Option<u32>) -> Result<u32> {
@@ -123,16 +123,8 @@ fn feed_limit(limit: Option<u32>) -> Result<u32> {
     }
 }
 
-fn feed_json(page: FeedPage) -> Json<Value> {
-    Json(json!({ "messages": page.messages, "next_before": page.next_before }))
-}
-
-#[derive(Deserialize)]
-pub struct SearchParams {
-    q: Option<String>,
-    channel_id: Option<i64>,
-    before: Option<i64>,
-    limit: Option<u32>,
+fn feed_json(page: FeedPage) -> Json<FeedResponse> {
+    Json(FeedResponse { messages: page.messages, next_before: page.next_before })
 }
 
 /// Full-text search over the caller's channels, newest first.
@@ -140,23 +132,17 @@ pub async fn search(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
     ApiQuery(params): ApiQuery<SearchParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<FeedResponse>> {
     let limit = feed_limit(params.limit)?;
     let q = params.q.unwrap_or_default();
     chinwag_proto::validate::search_query(&q)?;
     let terms: Vec<String> = q.split_whitespace().take(SEARCH_MAX_TERMS).map(str::to_owned).collect();
     let channel = params.channel_id.map(ChannelId);
     if let Some(channel) = channel {
-        app.channel_for(session.user_id, channel).await?;
+        app.chat.channel_for(session.user_id, channel).await?;
     }
     let page = app.store.search(session.user_id, SearchQuery { terms, channel, before: params.before, limit }).await?;
     Ok(feed_json(page))
-}
-
-#[derive(Deserialize)]
-pub struct MentionParams {
-    before: Option<i64>,
-    limit: Option<u32>,
 }
 
 /// Messages that mention the caller, newest first.
@@ -164,37 +150,37 @@ pub async fn mentions(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
     ApiQuery(params): ApiQuery<MentionParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<FeedResponse>> {
     let limit = feed_limit(params.limit)?;
     Ok(feed_json(app.store.mentions(session.user_id, params.before, limit).await?))
 }
 
 /// Where to open the WebSocket, least-loaded gateway first.
-pub async fn discovery(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>> {
+pub async fn discovery(State(app): State<Arc<App>>, headers: HeaderMap) -> Json<DiscoveryResponse> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned();
-    let mut gateways = app.discovery.live();
+    let mut gateways = app.api.live_gateways();
     // Before the first announcement (or after a stall) this node still
     // serves, if it is a gateway.
-    if app.config.roles.gateway && !gateways.iter().any(|g| g.id == app.gateway_id) {
+    if app.config.roles.gateway && !gateways.iter().any(|g| g.id == app.gateway.id) {
         gateways.push(chinwag_bus::GatewayInfo {
-            id: app.gateway_id.clone(),
+            id: app.gateway.id.clone(),
             ws_url: app.config.public_ws_url.clone(),
             load: app.bus.local_registry().connection_count() as u64,
         });
     }
     let scheme = if app.config.tls { "wss" } else { "ws" };
-    let servers: Vec<Value> = gateways
+    let servers = gateways
         .into_iter()
-        .map(|g| {
-            let ws_url = g.ws_url.unwrap_or_else(|| format!("{scheme}://{host}/v1/ws"));
-            json!({ "ws_url": ws_url, "load": g.load })
+        .map(|g| GatewayAddress {
+            ws_url: g.ws_url.unwrap_or_else(|| format!("{scheme}://{host}/v1/ws")),
+            load: g.load,
         })
         .collect();
-    Ok(Json(json!({ "servers": servers })))
+    Json(DiscoveryResponse { servers })
 }
 
 pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
-    app.metrics.refresh_process(app.connections.len());
+    app.metrics.refresh_process(app.gateway.connections.len());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render())
 }
 
@@ -202,27 +188,28 @@ pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
 pub async fn set_push(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
-    super::ApiJson(target): super::ApiJson<crate::notifier::PushTarget>,
+    ApiJson(target): ApiJson<PushTarget>,
 ) -> Result<StatusCode> {
-    let url = target.validate()?;
+    let url = notifier::validate_target(&target)?;
     // One answer for every refusal: telling which address a name resolved
     // to would make this endpoint a window into internal DNS.
-    app.notifier.addresses.check_url(&url).await.map_err(|why| {
+    app.notifier.providers.addresses.check_url(&url).await.map_err(|why| {
         tracing::info!(user = session.user_id.0, %why, "push target refused");
         ApiError(WireError::bad_request("push target not allowed"))
     })?;
-    let json = serde_json::to_string(&target.with_own_secret()).map_err(|_| ApiError(WireError::internal()))?;
+    let json =
+        serde_json::to_string(&notifier::with_own_secret(target)).map_err(|_| ApiError(WireError::internal()))?;
     app.store.set_push_target(session.device_id, session.user_id, json, chinwag_proto::now_ms()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// This device's push target as registered, with its webhook key (made
 /// by the server when the registration brought none).
-pub async fn get_push(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<Value>> {
+pub async fn get_push(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<PushTargetResponse>> {
     let stored =
         app.store.push_target(session.device_id).await?.ok_or_else(|| ApiError(WireError::not_found("push target")))?;
-    let target: Value = serde_json::from_str(&stored).map_err(|_| ApiError(WireError::internal()))?;
-    Ok(Json(json!({ "target": target })))
+    let target = serde_json::from_str(&stored).map_err(|_| ApiError(WireError::internal()))?;
+    Ok(Json(PushTargetResponse { target }))
 }
 
 pub async fn remove_push(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<StatusCode> {
@@ -231,13 +218,8 @@ pub async fn remove_push(State(app): State<Arc<App>>, Auth(session): Auth) -> Re
 }
 
 /// The key browsers subscribe with (`applicationServerKey`).
-pub async fn vapid_public_key(State(app): State<Arc<App>>) -> Json<Value> {
-    Json(json!({ "public_key": app.notifier.webpush.vapid.public_b64 }))
-}
-
-#[derive(Deserialize)]
-pub struct MuteBody {
-    muted: bool,
+pub async fn vapid_public_key(State(app): State<Arc<App>>) -> Json<VapidKeyResponse> {
+    Json(VapidKeyResponse { public_key: app.notifier.providers.webpush.vapid.public_b64.clone() })
 }
 
 /// Mutes a channel's push notifications for the caller.
@@ -245,7 +227,7 @@ pub async fn mute(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
     ApiPath(id): ApiPath<i64>,
-    super::ApiJson(body): super::ApiJson<MuteBody>,
+    ApiJson(body): ApiJson<MuteRequest>,
 ) -> Result<StatusCode> {
     app.store.set_muted(session.user_id, ChannelId(id), body.muted).await?;
     Ok(StatusCode::NO_CONTENT)

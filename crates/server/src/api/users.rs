@@ -9,27 +9,19 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use chinwag_bus::Event;
+use chinwag_proto::api::{LoginRequest, LoginResponse, ProfilePatch, SignupRequest, UserResponse, UsernameQuery};
 use chinwag_proto::{validate, DeviceId, User, UserId, WireError};
 use chinwag_store::{NewDevice, NewUser};
-use serde::Deserialize;
-use serde_json::json;
 use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-#[derive(Deserialize)]
-pub struct Signup {
-    username: String,
-    password: String,
-    display_name: Option<String>,
-}
-
 pub async fn signup(
     State(app): State<Arc<App>>,
     ClientIp(ip): ClientIp,
-    ApiJson(body): ApiJson<Signup>,
+    ApiJson(body): ApiJson<SignupRequest>,
 ) -> Result<impl IntoResponse> {
-    app.check_signup(ip).await?;
+    app.api.check_signup(ip).await?;
     let username = validate::username(&body.username)?;
     validate::password(&body.password, &username)?;
     let display_name = validate::display_name(body.display_name.as_deref().unwrap_or(&username))?;
@@ -38,22 +30,15 @@ pub async fn signup(
         .store
         .create_user(NewUser { username, display_name, password_hash, created_at: chinwag_proto::now_ms() })
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "user": user }))))
-}
-
-#[derive(Deserialize)]
-pub struct Login {
-    username: String,
-    password: String,
-    device_name: Option<String>,
+    Ok((StatusCode::CREATED, Json(UserResponse { user })))
 }
 
 pub async fn login(
     State(app): State<Arc<App>>,
     ClientIp(ip): ClientIp,
-    ApiJson(body): ApiJson<Login>,
+    ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<impl IntoResponse> {
-    app.check_login(ip, &body.username).await?;
+    app.api.check_login(ip, &body.username).await?;
     if let Some(name) = &body.device_name {
         validate::device_name(name)?;
     }
@@ -71,7 +56,7 @@ pub async fn login(
     if !auth::verify_password(body.password, credentials.password_hash).await {
         return Err(bad_login());
     }
-    app.login_succeeded(ip, &body.username);
+    app.api.login_succeeded(ip, &body.username);
     // Told only to whoever knows the password.
     if credentials.disabled {
         return Err(ApiError(WireError::new(chinwag_proto::ErrorCode::Forbidden, "this account is disabled")));
@@ -86,7 +71,7 @@ pub async fn login(
             created_at: chinwag_proto::now_ms(),
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "token": token, "device_id": device_id, "user": credentials.user }))))
+    Ok((StatusCode::CREATED, Json(LoginResponse { token, device_id, user: credentials.user })))
 }
 
 /// Revokes the token at once and closes its sockets.
@@ -105,47 +90,37 @@ async fn user_or_404(app: &App, id: UserId) -> Result<User> {
     app.store.user(id).await?.ok_or_else(|| ApiError(WireError::not_found("user")))
 }
 
-pub async fn me(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<serde_json::Value>> {
+pub async fn me(State(app): State<Arc<App>>, Auth(session): Auth) -> Result<Json<UserResponse>> {
     let user = user_or_404(&app, session.user_id).await?;
-    Ok(Json(json!({ "user": user })))
-}
-
-#[derive(Deserialize)]
-pub struct ProfilePatch {
-    display_name: String,
+    Ok(Json(UserResponse { user }))
 }
 
 pub async fn update_me(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
     ApiJson(body): ApiJson<ProfilePatch>,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<UserResponse>> {
     let display_name = validate::display_name(&body.display_name)?;
     let user = app.store.update_display_name(session.user_id, &display_name).await?;
-    Ok(Json(json!({ "user": user })))
+    Ok(Json(UserResponse { user }))
 }
 
 pub async fn by_id(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<UserResponse>> {
     let user = user_or_404(&app, UserId(id)).await?;
-    Ok(Json(json!({ "user": user })))
-}
-
-#[derive(Deserialize)]
-pub struct UsernameQuery {
-    username: Option<String>,
+    Ok(Json(UserResponse { user }))
 }
 
 pub async fn find_by_username(
     State(app): State<Arc<App>>,
     Auth(_): Auth,
     ApiQuery(query): ApiQuery<UsernameQuery>,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<UserResponse>> {
     let name =
         query.username.ok_or_else(|| ApiError(WireError::bad_request("query parameter `username` is required")))?;
     let user = app.store.user_by_username(&name).await?.ok_or_else(|| ApiError(WireError::not_found("user")))?;
-    Ok(Json(json!({ "user": user })))
+    Ok(Json(UserResponse { user }))
 }

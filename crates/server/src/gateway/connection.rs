@@ -95,7 +95,7 @@ struct Online {
 impl Online {
     fn new(app: &Arc<App>, user: UserId) -> Online {
         app.metrics.connections.inc();
-        app.presence.connection_opened(user);
+        app.presence.seam.connection_opened(user);
         Online { app: app.clone(), user }
     }
 }
@@ -103,7 +103,7 @@ impl Online {
 impl Drop for Online {
     fn drop(&mut self) {
         self.app.metrics.connections.dec();
-        self.app.presence.connection_closed(self.user);
+        self.app.presence.seam.connection_closed(self.user);
     }
 }
 
@@ -175,7 +175,7 @@ impl Connection {
             let Inbound::Text(text) = self.inbound(next)? else { continue };
             let reply = match ClientFrame::decode(&text) {
                 Err(e) => (e.error, e.reference),
-                Ok((ClientFrame::Auth { token }, reference)) => match self.app.authenticate(&token).await {
+                Ok((ClientFrame::Auth { token }, reference)) => match self.app.chat.authenticate(&token).await {
                     Ok(session) => return Ok(session),
                     Err(e) => {
                         let _ = self.write_error(&e, reference).await;
@@ -305,7 +305,7 @@ impl Connection {
         };
         // Frames that cost the store work count against the user's rate.
         if matches!(frame, ClientFrame::Sync { .. } | ClientFrame::Read { .. }) {
-            if let Err(e) = self.app.check_request(state.user) {
+            if let Err(e) = self.app.chat.check_request(state.user) {
                 return self.write_error(&e, reference).await;
             }
         }
@@ -329,9 +329,9 @@ impl Connection {
                 return self.sync(state, channel_id, after, limit, reference).await;
             }
             ClientFrame::Read { channel_id, message_id } => {
-                self.app.mark_read(state.user, channel_id, message_id).await
+                self.app.chat.mark_read(state.user, channel_id, message_id).await
             }
-            ClientFrame::Typing { channel_id } => self.app.typing(state.user, channel_id).await,
+            ClientFrame::Typing { channel_id } => self.app.chat.typing(state.user, channel_id).await,
         };
         match result {
             Ok(()) => Ok(()),
@@ -350,7 +350,7 @@ impl Connection {
         reference: Option<Value>,
         replies: &mpsc::Sender<Utf8Bytes>,
     ) -> Result<(), WireError> {
-        let finish = self.app.submit_message(user, target, client_msg_id.clone(), text).await?;
+        let finish = self.app.chat.submit_message(user, target, client_msg_id.clone(), text).await?;
         let replies = replies.clone();
         tokio::spawn(async move {
             let reply = match finish.await {

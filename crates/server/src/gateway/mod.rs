@@ -8,15 +8,19 @@ mod cursor;
 use crate::api::{extract_bearer, ClientIp};
 use crate::error::ApiError;
 use crate::guarded_io::Guard;
+use crate::slots::IpSlots;
 use crate::App;
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
+use chinwag_bus::{Discovery, GatewayInfo};
 use chinwag_proto::validate::FRAME_MAX_BYTES;
 use chinwag_proto::ErrorCode;
 use chinwag_proto::WireError;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::task::TaskTracker;
 
 /// Bytes read from a socket at a time; small, because every idle
 /// connection keeps this buffer (larger frames grow it as needed).
@@ -26,6 +30,46 @@ const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// Bytes a socket may send before it has authenticated: an `auth` frame
 /// and some pings, never a large frame for the server to buffer.
 const PRE_AUTH_BYTES: u64 = 8 * 1024;
+
+/// The gateway role's own state: its name in discovery, its connection
+/// tasks, and the per-address shares of its sockets.
+pub struct Gateway {
+    /// This process's name in the discovery registry.
+    pub id: String,
+    /// Every WebSocket connection task, so shutdown can wait for them (and
+    /// its length is the number of open sockets).
+    pub connections: TaskTracker,
+    discovery: Arc<dyn Discovery>,
+    /// Open sockets per client address.
+    ip_slots: IpSlots,
+    /// Sockets per client address that have not authenticated yet.
+    unauthenticated_slots: IpSlots,
+}
+
+impl Gateway {
+    pub fn new(discovery: Arc<dyn Discovery>) -> Gateway {
+        Gateway {
+            id: format!("gateway-{}-{}", std::process::id(), chinwag_proto::now_ms()),
+            connections: TaskTracker::new(),
+            discovery,
+            ip_slots: IpSlots::default(),
+            unauthenticated_slots: IpSlots::default(),
+        }
+    }
+
+    /// Tells discovery this gateway is alive, where, and how loaded.
+    pub fn announce(&self, ws_url: Option<String>, load: u64) {
+        self.discovery.announce(GatewayInfo { id: self.id.clone(), ws_url, load });
+    }
+
+    /// Waits (bounded) for every connection to close after shutdown.
+    pub async fn close(&self) {
+        self.connections.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.connections.wait()).await.is_err() {
+            tracing::warn!("connections did not close within 10 s");
+        }
+    }
+}
 
 /// `GET /v1/ws`: upgrades to a WebSocket. A valid `Authorization` header
 /// authenticates at once; otherwise the first frame must be `auth`.
@@ -42,7 +86,7 @@ pub async fn upgrade(
     };
     // Refuse early and cheaply: an overloaded server answers 503 with a
     // jittered retry hint instead of degrading everyone already connected.
-    if app.connections.len() >= app.config.max_connections {
+    if app.gateway.connections.len() >= app.config.max_connections {
         let retry_after_ms = 1_000 + rand::random::<u64>() % 4_000;
         let error = WireError {
             retry_after_ms: Some(retry_after_ms),
@@ -58,11 +102,11 @@ pub async fn upgrade(
                 .into_response();
         }
     }
-    let Some(slot) = app.ip_slots.take(client, app.config.max_connections_per_ip) else {
+    let Some(slot) = app.gateway.ip_slots.take(client, app.config.max_connections_per_ip) else {
         return ApiError(WireError::rate_limited(1_000)).into_response();
     };
     let session = match extract_bearer(&headers) {
-        Some(token) => match app.authenticate(token).await {
+        Some(token) => match app.chat.authenticate(token).await {
             Ok(session) => Some(session),
             Err(e) => return ApiError(e).into_response(),
         },
@@ -75,7 +119,7 @@ pub async fn upgrade(
         Some(_) => None,
         None => {
             let max = app.config.max_unauthenticated_connections_per_ip;
-            let Some(slot) = app.unauthenticated_slots.take(client, max) else {
+            let Some(slot) = app.gateway.unauthenticated_slots.take(client, max) else {
                 return ApiError(WireError::rate_limited(1_000)).into_response();
             };
             guard.allow_reads(PRE_AUTH_BYTES);
@@ -87,7 +131,7 @@ pub async fn upgrade(
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
-            let tracker = app.connections.clone();
+            let tracker = app.gateway.connections.clone();
             tracker.track_future(async move {
                 connection::run(app, socket, session, connection::PreAuth { guard, slot: anonymous }).await;
                 drop(slot);

@@ -12,8 +12,8 @@
 //!   spending their attempts. The first request after the cool-down tries
 //!   the host again; a success closes the breaker.
 
+use super::Notifier;
 use super::{Notification, PushError, PushTarget};
-use crate::App;
 use chinwag_store::OutboxItem;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -133,11 +133,11 @@ fn host_of(target: &PushTarget) -> Option<String> {
     Some(format!("{}:{}", url.host_str()?, url.port_or_known_default()?))
 }
 
-impl App {
+impl Notifier {
     /// Claims the notifications that are due and starts their deliveries,
     /// without waiting for them.
     pub(super) async fn deliver_due(self: &Arc<Self>) {
-        let deliveries = &self.notifier.deliveries;
+        let deliveries = &self.deliveries;
         deliveries.forget_quiet_hosts();
         let room = deliveries.global.available_permits() as u32;
         if room == 0 {
@@ -180,15 +180,15 @@ impl App {
                     continue;
                 }
             };
-            let app = self.clone();
+            let notifier = self.clone();
             deliveries.tasks.spawn(async move {
-                let timeout = Duration::from_millis(app.config.push_timeout_ms);
-                let outcome = match tokio::time::timeout(timeout, app.deliver(&target, &item)).await {
+                let timeout = Duration::from_millis(notifier.config.push_timeout_ms);
+                let outcome = match tokio::time::timeout(timeout, notifier.deliver(&target, &item)).await {
                     Ok(outcome) => outcome,
                     Err(_) => Err(PushError::Retry(format!("no answer within {timeout:?}"))),
                 };
-                app.notifier.deliveries.report(&host, matches!(outcome, Err(PushError::Retry(_))));
-                app.record(&item, outcome).await;
+                notifier.deliveries.report(&host, matches!(outcome, Err(PushError::Retry(_))));
+                notifier.record(&item, outcome).await;
                 drop((host_permit, global));
             });
         }
@@ -208,10 +208,10 @@ impl App {
         let payload = serde_json::to_vec(&note).map_err(|e| PushError::Gone(e.to_string()))?;
         // Names are checked as they resolve; address literals here.
         let url = reqwest::Url::parse(target.url()).map_err(|e| PushError::Gone(e.to_string()))?;
-        if let Some(ip) = super::addresses::literal_ip(&url).filter(|ip| !self.notifier.addresses.allows(*ip)) {
+        if let Some(ip) = super::addresses::literal_ip(&url).filter(|ip| !self.providers.addresses.allows(*ip)) {
             return Err(PushError::Gone(format!("{ip} is a private or local address")));
         }
-        self.notifier.pusher(target).push(target, &payload).await
+        self.providers.pusher(target).push(target, &payload).await
     }
 
     /// Stores what became of one delivery.

@@ -14,76 +14,48 @@ mod delivery;
 pub mod webhook;
 pub mod webpush;
 
-use crate::App;
+use crate::metrics::Metrics;
+use crate::ServerConfig;
 use async_trait::async_trait;
+use chinwag_bus::Presence;
 use chinwag_proto::{Message, WireError};
-use chinwag_store::PushItem;
+use chinwag_store::{PushItem, Store};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// How long the enqueuer waits at shutdown for sends still finishing.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 
-/// Where a device wants its notifications (`PUT /v1/devices/current/push`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum PushTarget {
-    /// POST a signed JSON payload to `url`.
-    Webhook {
-        url: String,
-        /// HMAC key for this target; the server makes one when a
-        /// registration brings none (the owner reads it back with
-        /// `GET /v1/devices/current/push`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        secret: Option<String>,
-    },
-    /// A browser's push subscription.
-    Webpush { endpoint: String, keys: WebPushKeys },
+pub use chinwag_proto::api::{PushTarget, WebPushKeys};
+
+/// Gives a webhook without a key one of its own.
+pub fn with_own_secret(mut target: PushTarget) -> PushTarget {
+    if let PushTarget::Webhook { secret: secret @ None, .. } = &mut target {
+        *secret = Some(webhook::new_secret());
+    }
+    target
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WebPushKeys {
-    pub p256dh: String,
-    pub auth: String,
-}
-
-impl PushTarget {
-    /// Where requests for this target go.
-    pub fn url(&self) -> &str {
-        match self {
-            PushTarget::Webhook { url, .. } => url,
-            PushTarget::Webpush { endpoint, .. } => endpoint,
-        }
-    }
-
-    /// Gives a webhook without a key one of its own.
-    pub fn with_own_secret(mut self) -> PushTarget {
-        if let PushTarget::Webhook { secret: secret @ None, .. } = &mut self {
-            *secret = Some(webhook::new_secret());
-        }
-        self
-    }
-
-    /// Checks a registration's form before it is stored; the parsed URL.
-    pub fn validate(&self) -> Result<reqwest::Url, WireError> {
-        match self {
-            PushTarget::Webhook { secret, .. } => {
-                if secret.as_ref().is_some_and(|s| s.is_empty() || s.len() > 256) {
-                    return Err(WireError::bad_request("secret must be 1-256 characters"));
-                }
-            }
-            PushTarget::Webpush { keys, .. } => {
-                webpush::parse_keys(&keys.p256dh, &keys.auth).map_err(WireError::bad_request)?;
+/// Checks a registration's form before it is stored; the parsed URL.
+pub fn validate_target(target: &PushTarget) -> Result<reqwest::Url, WireError> {
+    match target {
+        PushTarget::Webhook { secret, .. } => {
+            if secret.as_ref().is_some_and(|s| s.is_empty() || s.len() > 256) {
+                return Err(WireError::bad_request("secret must be 1-256 characters"));
             }
         }
-        let url = self.url();
-        let parsed = reqwest::Url::parse(url).map_err(|_| WireError::bad_request("not a valid URL"))?;
-        if !matches!(parsed.scheme(), "http" | "https") || url.len() > 2048 {
-            return Err(WireError::bad_request("push URLs must be http(s) and at most 2048 characters"));
+        PushTarget::Webpush { keys, .. } => {
+            webpush::parse_keys(&keys.p256dh, &keys.auth).map_err(WireError::bad_request)?;
         }
-        Ok(parsed)
     }
+    let url = target.url();
+    let parsed = reqwest::Url::parse(url).map_err(|_| WireError::bad_request("not a valid URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || url.len() > 2048 {
+        return Err(WireError::bad_request("push URLs must be http(s) and at most 2048 characters"));
+    }
+    Ok(parsed)
 }
 
 /// Why a push failed.
@@ -133,35 +105,28 @@ pub struct Notification {
     pub count: u32,
 }
 
-/// The providers, the queue from the message path, and the deliveries
-/// under way.
-pub struct Notifier {
+/// The push providers and which addresses they may reach; made by the
+/// binary (which keeps the keys in the data directory).
+pub struct Providers {
     /// Which addresses push requests may reach.
     pub addresses: addresses::AddressPolicy,
     pub webhook: webhook::WebhookPusher,
     pub webpush: webpush::WebPushPusher,
-    queue: mpsc::Sender<Message>,
-    queued: std::sync::Mutex<Option<mpsc::Receiver<Message>>>,
-    deliveries: delivery::Deliveries,
 }
 
-impl Notifier {
+impl Providers {
     /// `legacy_webhook_secret` signs only webhooks registered before each
     /// got a key of its own.
     pub fn new(
         vapid: Arc<webpush::VapidKeys>,
         legacy_webhook_secret: Vec<u8>,
         addresses: addresses::AddressPolicy,
-    ) -> Notifier {
+    ) -> Providers {
         let http = addresses::push_client(addresses);
-        let (queue, rx) = mpsc::channel(10_000);
-        Notifier {
+        Providers {
             addresses,
             webhook: webhook::WebhookPusher { http: http.clone(), legacy_secret: legacy_webhook_secret },
             webpush: webpush::WebPushPusher { http, vapid },
-            queue,
-            queued: std::sync::Mutex::new(Some(rx)),
-            deliveries: delivery::Deliveries::default(),
         }
     }
 
@@ -170,6 +135,63 @@ impl Notifier {
             PushTarget::Webhook { .. } => &self.webhook,
             PushTarget::Webpush { .. } => &self.webpush,
         }
+    }
+}
+
+/// Where the message path hands stored messages to the notifier: a
+/// bounded queue, never awaited on the message path.
+#[derive(Clone)]
+pub struct Handoff(mpsc::Sender<Message>);
+
+impl Handoff {
+    /// Queues a message that may need pushes, without waiting.
+    pub fn hand_over(&self, message: Message) {
+        if let Err(mpsc::error::TrySendError::Full(message)) = self.0.try_send(message) {
+            // Overloaded: wait for room on a task of its own, not here.
+            let queue = self.0.clone();
+            tokio::spawn(async move { queue.send(message).await });
+        }
+    }
+}
+
+/// The notifier service: the enqueuer (queue to outbox) wherever messages
+/// are stored, the deliverer (outbox to providers) where the notifier role
+/// runs.
+pub struct Notifier {
+    pub providers: Providers,
+    store: Arc<dyn Store>,
+    presence: Arc<dyn Presence>,
+    metrics: Arc<Metrics>,
+    config: Arc<ServerConfig>,
+    handoff: Handoff,
+    queued: std::sync::Mutex<Option<mpsc::Receiver<Message>>>,
+    deliveries: delivery::Deliveries,
+}
+
+impl Notifier {
+    pub fn new(
+        providers: Providers,
+        store: Arc<dyn Store>,
+        presence: Arc<dyn Presence>,
+        metrics: Arc<Metrics>,
+        config: Arc<ServerConfig>,
+    ) -> Notifier {
+        let (queue, rx) = mpsc::channel(10_000);
+        Notifier {
+            providers,
+            store,
+            presence,
+            metrics,
+            config,
+            handoff: Handoff(queue),
+            queued: std::sync::Mutex::new(Some(rx)),
+            deliveries: delivery::Deliveries::default(),
+        }
+    }
+
+    /// The queue the message path hands messages to.
+    pub fn handoff(&self) -> Handoff {
+        self.handoff.clone()
     }
 }
 
@@ -189,35 +211,23 @@ pub fn load_or_create_secret(dir: &std::path::Path) -> std::io::Result<Vec<u8>> 
     }
 }
 
-impl App {
-    /// Hands a stored message to the notifier without waiting for it,
-    /// unless every other member is online (then nobody gets a push, and
-    /// the common case costs no store read).
-    pub(crate) fn message_for_push(&self, message: &Message, members: &[chinwag_proto::UserId]) {
-        if members.iter().all(|&m| m == message.sender_id || self.is_online(m)) {
-            return;
-        }
-        if let Err(mpsc::error::TrySendError::Full(message)) = self.notifier.queue.try_send(message.clone()) {
-            // Overloaded: wait for room on a task of its own, not here.
-            let queue = self.notifier.queue.clone();
-            tokio::spawn(async move { queue.send(message).await });
-        }
-    }
-
-    /// Runs the notifier until shutdown.
-    pub(crate) async fn run_notifier(self: Arc<Self>) {
-        let queued = self.notifier.queued.lock().unwrap_or_else(|p| p.into_inner()).take();
+impl Notifier {
+    /// Runs the enqueuer, and the deliverer when `deliver`, until
+    /// `shutdown`; then stores what is still queued.
+    pub(crate) async fn run(self: Arc<Self>, shutdown: CancellationToken, deliver: bool) {
+        let queued = self.queued.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(mut queued) = queued else { return };
         let enqueuer = {
-            let app = self.clone();
+            let notifier = self.clone();
+            let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 loop {
                     let message = tokio::select! {
                         message = queued.recv() => message,
-                        _ = app.shutdown.cancelled() => break,
+                        _ = shutdown.cancelled() => break,
                     };
                     let Some(message) = message else { return };
-                    app.queue_notification_or_log(&message).await;
+                    notifier.queue_notification_or_log(&message).await;
                 }
                 // Shutting down: messages whose sends are still finishing
                 // get a moment to arrive, then everything queued is stored
@@ -225,7 +235,7 @@ impl App {
                 tokio::time::sleep(SHUTDOWN_GRACE).await;
                 queued.close();
                 while let Some(message) = queued.recv().await {
-                    app.queue_notification_or_log(&message).await;
+                    notifier.queue_notification_or_log(&message).await;
                 }
             })
         };
@@ -233,16 +243,16 @@ impl App {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = self.shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => break,
                 // Queuing happens wherever messages are stored; delivering
                 // only where the notifier role runs.
-                _ = tick.tick(), if self.config.roles.notifier => self.deliver_due().await,
+                _ = tick.tick(), if deliver => self.deliver_due().await,
             }
         }
         if tokio::time::timeout(SHUTDOWN_GRACE * 20, enqueuer).await.is_err() {
             tracing::warn!("push notifications still being queued at shutdown");
         }
-        self.notifier.deliveries.finish().await;
+        self.deliveries.finish().await;
     }
 
     async fn queue_notification_or_log(&self, message: &Message) {
@@ -258,7 +268,7 @@ impl App {
             .push_recipients(message.channel_id, message.sender_id)
             .await?
             .into_iter()
-            .filter(|r| !self.is_online(r.user_id))
+            .filter(|r| !self.presence.is_online(r.user_id))
             .collect();
         if recipients.is_empty() {
             return Ok(());
