@@ -1,142 +1,19 @@
-// chinwag web client: plain ES module, no build step.
-//
-// Safety rule: every piece of user data reaches the page through
-// textContent (never innerHTML), so message text and names are shown as
-// text, never interpreted as HTML.
+// chinwag web client: native ES modules, no build step. This module is
+// the controller: it turns frames and user actions into changes of
+// `state` (state.js) and asks render.js to show them; api.js and
+// socket.js talk to the server.
 
-const $ = (id) => document.getElementById(id);
-const TEXT_MAX = 100000;
+import { state, clearSession, savePending, loadPending, bucket } from './state.js';
+import { api, hooks, user, userByName, loadLimits } from './api.js';
+import { conn } from './socket.js';
+import {
+  $, banner, renderConversations, renderHeader, renderMembers, renderMessages, renderTyping, renderSearch, renderAuth,
+  applyLimits,
+} from './render.js';
+
 const PAGE = 50;
 
-const state = {
-  token: localStorage.getItem('chinwag.token'),
-  me: null,
-  channels: new Map(),   // id -> channel (+ preview)
-  users: new Map(),      // id -> user or Promise<user>
-  presence: new Map(),   // user id -> {status, last_active_at}
-  msgs: new Map(),       // channel id -> {list, ids, tail, hasMoreBefore, loading}
-  reads: new Map(),      // channel id -> Map(user id -> message id)
-  pending: new Map(),    // client_msg_id -> {channelId, text, state, at, messageId}
-  typing: new Map(),     // channel id -> Map(user id -> timer)
-  current: null,
-  signup: false,
-};
-
-// ---------- HTTP ----------
-
-class ApiError extends Error {
-  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
-}
-
-async function api(method, path, body) {
-  const headers = {};
-  if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  let res;
-  try {
-    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  } catch (e) {
-    throw new ApiError(0, 'network', 'The server cannot be reached.');
-  }
-  const text = await res.text();
-  const data = text ? JSON.parse(text) : null;
-  if (!res.ok) {
-    const err = data && data.error ? data.error : { code: 'http', message: `HTTP ${res.status}` };
-    if (res.status === 401 && state.me) { signedOut(); }
-    throw new ApiError(res.status, err.code, err.message);
-  }
-  return data;
-}
-
-async function user(id) {
-  if (!state.users.has(id)) {
-    state.users.set(id, api('GET', `/v1/users/${id}`).then((d) => { state.users.set(id, d.user); return d.user; })
-      .catch(() => { state.users.delete(id); return { id, username: `user ${id}`, display_name: `user ${id}` }; }));
-  }
-  return state.users.get(id);
-}
-
-// Display names are free text, so two people can pick the same one (or
-// one can pick another's): where a name is shared, `@username`, which is
-// unique, is shown beside it.
-function knownName(id) {
-  const u = state.users.get(id);
-  if (!u || u instanceof Promise) return `user ${id}`;
-  const name = u.display_name || u.username;
-  const key = name.toLowerCase();
-  const others = [...state.users.values()].filter((o) => o && !(o instanceof Promise) && o.id !== id);
-  if (state.me && state.me.id !== id) others.push(state.me);
-  const shared = others.some((o) => (o.display_name || '').toLowerCase() === key || o.username === key);
-  return shared ? `${name} (@${u.username})` : name;
-}
-
-// ---------- persistence of unsent messages ----------
-
-function pendingKey() { return `chinwag.pending.${state.me ? state.me.id : 0}`; }
-function savePending() {
-  const list = [...state.pending.entries()].filter(([, p]) => !p.messageId)
-    .map(([cmid, p]) => ({ cmid, channelId: p.channelId, text: p.text, at: p.at }));
-  localStorage.setItem(pendingKey(), JSON.stringify(list));
-}
-function loadPending() {
-  try {
-    for (const p of JSON.parse(localStorage.getItem(pendingKey()) || '[]')) {
-      state.pending.set(p.cmid, { channelId: p.channelId, text: p.text, at: p.at, state: 'pending' });
-    }
-  } catch (_) { /* a damaged entry is dropped */ }
-}
-
-// ---------- WebSocket ----------
-
-const conn = {
-  ws: null, attempt: 0, pingTimer: null, lastHeard: 0, interval: 5000, ready: false, stopped: false,
-
-  start() {
-    this.stopped = false;
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${scheme}://${location.host}/v1/ws`);
-    this.ws = ws;
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token: state.token }));
-    ws.onmessage = (e) => { this.lastHeard = Date.now(); onFrame(JSON.parse(e.data)); };
-    ws.onclose = (e) => this.lost(e);
-  },
-
-  lost(e) {
-    this.ready = false;
-    clearInterval(this.pingTimer);
-    if (this.stopped) return;
-    if (e && e.code === 1008) { signedOut(); return; }   // token refused or revoked
-    banner('Connection lost — reconnecting…');
-    // Exponential backoff with full jitter.
-    const delay = Math.random() * Math.min(30000, 500 * 2 ** this.attempt);
-    this.attempt += 1;
-    setTimeout(() => { if (!this.stopped) this.start(); }, delay);
-  },
-
-  send(frame) {
-    if (this.ready && this.ws.readyState === WebSocket.OPEN) { this.ws.send(JSON.stringify(frame)); return true; }
-    return false;
-  },
-
-  onReady(interval) {
-    this.ready = true;
-    this.attempt = 0;
-    this.interval = interval;
-    clearInterval(this.pingTimer);
-    this.pingTimer = setInterval(() => {
-      if (Date.now() - this.lastHeard > 3 * this.interval) { this.ws.close(); return; }
-      this.send({ type: 'ping' });
-    }, interval);
-  },
-
-  stop() { this.stopped = true; clearInterval(this.pingTimer); if (this.ws) this.ws.close(); },
-};
-
-function banner(text) {
-  const b = $('banner');
-  b.textContent = text || '';
-  b.hidden = !text;
-}
+// ---------- frames ----------
 
 async function onFrame(f) {
   switch (f.type) {
@@ -172,11 +49,13 @@ async function onReady(f) {
   resendPending();
 }
 
+function sendFrame(cmid, p) {
+  return conn.send({ type: 'send', client_msg_id: cmid, channel_id: p.channelId, text: p.text });
+}
+
 function resendPending() {
   for (const [cmid, p] of state.pending) {
-    if (p.state === 'pending' && !p.messageId) {
-      conn.send({ type: 'send', client_msg_id: cmid, channel_id: p.channelId, text: p.text });
-    }
+    if (p.state === 'pending' && !p.messageId) sendFrame(cmid, p);
   }
 }
 
@@ -192,16 +71,14 @@ function onAck(f) {
 
 function onError(f) {
   const p = typeof f.ref === 'string' ? state.pending.get(f.ref) : null;
-  if (p) {
-    if (f.code === 'rate_limited' || f.code === 'unavailable' || f.code === 'internal') {
-      setTimeout(() => { if (p.state === 'pending') conn.send({ type: 'send', client_msg_id: f.ref, channel_id: p.channelId, text: p.text }); },
-        f.retry_after_ms || 1000);
-      return;
-    }
-    p.state = 'failed';
-    p.error = f.message;
-    if (p.channelId === state.current) renderMessages();
+  if (!p) return;
+  if (f.code === 'rate_limited' || f.code === 'unavailable' || f.code === 'internal') {
+    setTimeout(() => { if (p.state === 'pending') sendFrame(f.ref, p); }, f.retry_after_ms || 1000);
+    return;
   }
+  p.state = 'failed';
+  p.error = f.message;
+  if (p.channelId === state.current) renderMessages();
 }
 
 // ---------- conversations ----------
@@ -233,77 +110,6 @@ async function loadPreview(id) {
   } catch (_) { /* the preview is cosmetic */ }
 }
 
-function peerOf(c) {
-  if (c.kind !== 'direct') return null;
-  return c.member_ids.find((id) => id !== state.me.id) ?? state.me.id;
-}
-
-function channelName(c) {
-  if (c.kind === 'group') return c.name;
-  const peer = peerOf(c);
-  return peer === state.me.id ? 'Note to self' : knownName(peer);
-}
-
-function unread(c) { return Math.max(0, c.last_message_id - c.read_up_to); }
-
-function lastSeen(ms) {
-  if (!ms) return 'offline';
-  const ago = Math.max(0, Date.now() - ms) / 1000;
-  if (ago < 60) return 'last seen just now';
-  if (ago < 3600) return `last seen ${Math.floor(ago / 60)} min ago`;
-  if (ago < 86400) return `last seen ${Math.floor(ago / 3600)} h ago`;
-  return `last seen ${new Date(ms).toLocaleDateString()}`;
-}
-
-function presenceText(userId) {
-  const p = state.presence.get(userId);
-  return p && p.status === 'online' ? 'online' : lastSeen(p && p.last_active_at);
-}
-
-function renderConversations() {
-  if (!state.me) return;
-  const list = $('conversations');
-  const sorted = [...state.channels.values()].sort((a, b) =>
-    ((b.preview && b.preview.created_at) || b.created_at) - ((a.preview && a.preview.created_at) || a.created_at));
-  const items = sorted.map((c) => {
-    const li = document.createElement('li');
-    const btn = document.createElement('button');
-    btn.type = 'button';
-    btn.className = 'conv';
-    btn.dataset.channelId = c.id;
-    if (c.id === state.current) btn.setAttribute('aria-current', 'true');
-    const dot = document.createElement('span');
-    const peer = peerOf(c);
-    dot.className = 'dot';
-    if (c.kind === 'group') dot.classList.add('group');
-    else if (state.presence.get(peer)?.status === 'online') dot.classList.add('online');
-    dot.setAttribute('aria-hidden', 'true');
-    const body = document.createElement('span');
-    body.className = 'body';
-    const name = document.createElement('span');
-    name.className = 'name';
-    name.textContent = channelName(c);
-    const preview = document.createElement('span');
-    preview.className = 'preview';
-    preview.textContent = c.preview ? c.preview.text.slice(0, 120) : (c.kind === 'direct' ? presenceText(peer) : 'No messages yet');
-    body.append(name, document.createElement('br'), preview);
-    btn.append(dot, body);
-    const n = unread(c);
-    if (n > 0) {
-      const badge = document.createElement('span');
-      badge.className = 'badge';
-      badge.textContent = String(n);
-      badge.setAttribute('aria-label', `${n} unread`);
-      btn.append(badge);
-    }
-    btn.setAttribute('aria-label', `${channelName(c)}${n ? `, ${n} unread` : ''}`);
-    btn.addEventListener('click', () => openChat(c.id));
-    li.append(btn);
-    return li;
-  });
-  list.replaceChildren(...items);
-}
-
 async function refreshPresence() {
   const ids = new Set();
   for (const c of state.channels.values()) for (const id of c.member_ids) if (id !== state.me.id) ids.add(id);
@@ -326,13 +132,6 @@ function onPresence(f) {
 }
 
 // ---------- messages ----------
-
-function bucket(channelId) {
-  if (!state.msgs.has(channelId)) {
-    state.msgs.set(channelId, { list: [], ids: new Set(), tail: 0, hasMoreBefore: true, loading: false });
-  }
-  return state.msgs.get(channelId);
-}
 
 // Adds messages (any order, repeats ignored). `live`: they came over the
 // socket, so a hole before them is fetched.
@@ -370,7 +169,7 @@ async function fetchAfter(channelId) {
   m.fetching = true;
   try {
     for (let guard = 0; guard < 100; guard++) {
-      const page = await api('GET', `/v1/channels/${channelId}/messages?after=${m.tail}&limit=200`);
+      const page = await api('GET', `/v1/channels/${channelId}/messages?after=${m.tail}&limit=${state.limits.history_limit_max || 200}`);
       addMessages(channelId, page.messages, false);
       if (!page.has_more || !page.messages.length) break;
     }
@@ -402,6 +201,8 @@ async function openChat(id, jumpTo) {
   $('chat').hidden = false;
   $('members-panel').hidden = true;
   $('composer-error').textContent = '';
+  // Another conversation's messages leave the list at once.
+  $('messages').replaceChildren();
   renderHeader();
   renderConversations();
   renderTyping();
@@ -439,83 +240,6 @@ function closeChat() {
   $('chat').hidden = true;
   $('app-view').classList.remove('chatting');
   renderConversations();
-}
-
-function renderHeader() {
-  const c = state.channels.get(state.current);
-  if (!c) return;
-  $('chat-title').textContent = channelName(c);
-  $('chat-status').textContent = c.kind === 'direct'
-    ? presenceText(peerOf(c))
-    : `${c.member_ids.length} members`;
-  $('members-open').hidden = c.kind !== 'group';
-  renderMembers();
-}
-
-function seenBy(channelId, messageId) {
-  const reads = state.reads.get(channelId);
-  if (!reads) return false;
-  for (const [uid, upTo] of reads) if (uid !== state.me.id && upTo >= messageId) return true;
-  return false;
-}
-
-function messageItem(c, msg, mine, status, extra) {
-  const li = document.createElement('li');
-  li.className = `msg${mine ? ' mine' : ''}${status === 'failed' ? ' failed' : ''}`;
-  if (msg.message_id) { li.id = `m-${c.id}-${msg.message_id}`; li.dataset.id = msg.message_id; }
-  li.dataset.cmid = msg.client_msg_id;
-  li.dataset.state = status;
-  if (!mine && c.kind === 'group') {
-    const who = document.createElement('div');
-    who.className = 'who';
-    who.textContent = knownName(msg.sender_id);
-    li.append(who);
-  }
-  const text = document.createElement('div');
-  text.className = 'text';
-  text.textContent = msg.text;
-  const meta = document.createElement('div');
-  meta.className = 'meta';
-  const time = msg.created_at ? new Date(msg.created_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : '';
-  meta.textContent = mine ? `${time} · ${status}` : time;
-  li.append(text, meta);
-  if (extra) meta.append(extra);
-  return li;
-}
-
-function renderMessages(stickToBottom) {
-  const id = state.current;
-  const c = state.channels.get(id);
-  const m = state.msgs.get(id);
-  if (!c || !m) return;
-  const box = $('messages');
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
-  const items = m.list.map((msg) => {
-    const mine = msg.sender_id === state.me.id;
-    return messageItem(c, msg, mine, mine ? (seenBy(id, msg.message_id) ? 'seen' : 'sent') : '');
-  });
-  const pend = [...state.pending.entries()].filter(([, p]) => p.channelId === id)
-    .sort((a, b) => a[1].at - b[1].at);
-  for (const [cmid, p] of pend) {
-    if (p.messageId && m.ids.has(p.messageId)) continue;
-    let retry = null;
-    if (p.state === 'failed') {
-      retry = document.createElement('button');
-      retry.type = 'button';
-      retry.className = 'retry';
-      retry.textContent = 'Retry';
-      retry.setAttribute('aria-label', `Retry sending: ${p.error || 'failed'}`);
-      retry.addEventListener('click', () => {
-        p.state = 'pending';
-        conn.send({ type: 'send', client_msg_id: cmid, channel_id: p.channelId, text: p.text });
-        renderMessages(true);
-      });
-    }
-    const status = p.state === 'failed' ? 'failed' : (p.messageId ? 'sent' : 'pending');
-    items.push(messageItem(c, { client_msg_id: cmid, text: p.text, sender_id: state.me.id }, true, status, retry));
-  }
-  box.replaceChildren(...items);
-  if (stickToBottom || atBottom) box.scrollTop = box.scrollHeight;
 }
 
 // At most one read marker per quarter second: a busy channel would
@@ -560,54 +284,29 @@ function onTyping(f) {
   user(f.user_id).then(renderTyping);
 }
 
-function renderTyping() {
-  const who = state.typing.get(state.current);
-  const names = who ? [...who.keys()].map(knownName) : [];
-  $('typing').textContent = names.length ? `${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} typing…` : '';
-}
-
 function send() {
   const box = $('composer-text');
   const text = box.value;
   const id = state.current;
+  const max = state.limits.text_max_chars;
   $('composer-error').textContent = '';
   if (!text.trim() || id == null) return;
-  if ([...text].length > TEXT_MAX) { $('composer-error').textContent = `A message holds at most ${TEXT_MAX} characters.`; return; }
+  if ([...text].length > max) { $('composer-error').textContent = `A message holds at most ${max} characters.`; return; }
   const cmid = crypto.randomUUID();
-  state.pending.set(cmid, { channelId: id, text, state: 'pending', at: Date.now() });
+  const p = { channelId: id, text, state: 'pending', at: Date.now() };
+  state.pending.set(cmid, p);
   savePending();
-  conn.send({ type: 'send', client_msg_id: cmid, channel_id: id, text });
+  sendFrame(cmid, p);
   box.value = '';
   renderMessages(true);
 }
 
-// ---------- members ----------
-
-function renderMembers() {
-  const c = state.channels.get(state.current);
-  if (!c || c.kind !== 'group') return;
-  const items = c.member_ids.map((uid) => {
-    const li = document.createElement('li');
-    const name = document.createElement('span');
-    name.textContent = `${knownName(uid)}${uid === c.created_by ? ' (creator)' : ''}`;
-    li.append(name);
-    if (c.created_by === state.me.id && uid !== state.me.id) {
-      const rm = document.createElement('button');
-      rm.type = 'button';
-      rm.textContent = 'Remove';
-      rm.setAttribute('aria-label', `Remove ${knownName(uid)}`);
-      rm.addEventListener('click', () => api('DELETE', `/v1/channels/${c.id}/members/${uid}`).catch(showSidebarError));
-      li.append(rm);
-    }
-    return li;
-  });
-  $('members-list').replaceChildren(...items);
-}
-
-async function userByName(name) {
-  const d = await api('GET', `/v1/users?username=${encodeURIComponent(name.trim())}`);
-  state.users.set(d.user.id, d.user);
-  return d.user;
+function retry(cmid) {
+  const p = state.pending.get(cmid);
+  if (!p) return;
+  p.state = 'pending';
+  sendFrame(cmid, p);
+  renderMessages(true);
 }
 
 // Takes an Error or a plain message.
@@ -616,32 +315,9 @@ function showSidebarError(e) { $('sidebar-error').textContent = typeof e === 'st
 // ---------- search ----------
 
 async function search(q) {
-  const results = $('search-results');
-  if (!q.trim()) { results.hidden = true; return; }
+  if (!q.trim()) { $('search-results').hidden = true; return; }
   const d = await api('GET', `/v1/search?q=${encodeURIComponent(q)}`);
-  const items = d.messages.map((msg) => {
-    const li = document.createElement('li');
-    const btn = document.createElement('button');
-    btn.type = 'button';
-    btn.className = 'hit';
-    const c = state.channels.get(msg.channel_id);
-    const where = document.createElement('small');
-    where.textContent = `${c ? channelName(c) : 'chat'} · ${knownName(msg.sender_id)}`;
-    const text = document.createElement('span');
-    text.textContent = msg.text.slice(0, 200);
-    btn.append(where, text);
-    btn.addEventListener('click', () => { results.hidden = true; openChat(msg.channel_id, msg.message_id); });
-    li.append(btn);
-    return li;
-  });
-  if (!items.length) {
-    const li = document.createElement('li');
-    li.className = 'hit';
-    li.textContent = 'No messages found.';
-    items.push(li);
-  }
-  results.replaceChildren(...items);
-  results.hidden = false;
+  renderSearch(d.messages);
 }
 
 // ---------- push notifications ----------
@@ -675,16 +351,6 @@ async function enableNotifications() {
 
 // ---------- session ----------
 
-function showAuth() {
-  $('app-view').hidden = true;
-  $('auth-view').hidden = false;
-  $('auth-title').textContent = state.signup ? 'Sign up' : 'Log in';
-  $('auth-submit').textContent = state.signup ? 'Sign up' : 'Log in';
-  $('auth-switch').textContent = state.signup ? 'Have an account? Log in' : 'No account? Sign up';
-  $('auth-password').autocomplete = state.signup ? 'new-password' : 'current-password';
-  $('auth-username').focus();
-}
-
 function showApp() {
   $('auth-view').hidden = true;
   $('app-view').hidden = false;
@@ -696,12 +362,12 @@ function showApp() {
 function signedOut() {
   conn.stop();
   localStorage.removeItem('chinwag.token');
-  Object.assign(state, { token: null, me: null, current: null });
-  for (const k of ['channels', 'msgs', 'reads', 'pending', 'presence', 'typing']) state[k].clear();
+  clearSession();
   $('conversations').replaceChildren();
+  $('messages').replaceChildren();
   $('chat').hidden = true;
   banner('');
-  showAuth();
+  renderAuth();
 }
 
 async function authenticate(ev) {
@@ -726,11 +392,17 @@ async function authenticate(ev) {
 // ---------- wiring ----------
 
 function wire() {
+  hooks.signedOut = signedOut;
+  conn.handlers = { frame: onFrame, signedOut, status: banner };
   $('auth-form').addEventListener('submit', authenticate);
-  $('auth-switch').addEventListener('click', () => { state.signup = !state.signup; showAuth(); });
+  $('auth-switch').addEventListener('click', () => { state.signup = !state.signup; renderAuth(); });
   $('logout').addEventListener('click', async () => {
     try { await api('DELETE', '/v1/sessions/current'); } catch (_) { /* signed out locally anyway */ }
     signedOut();
+  });
+  $('conversations').addEventListener('click', (ev) => {
+    const row = ev.target.closest('.conv');
+    if (row) openChat(Number(row.dataset.channelId));
   });
   $('new-direct').addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -760,12 +432,17 @@ function wire() {
     } catch (e) { $('group-error').textContent = e.message; }
   });
   $('members-open').addEventListener('click', () => { $('members-panel').hidden = !$('members-panel').hidden; renderMembers(); });
+  $('members-list').addEventListener('click', (ev) => {
+    const rm = ev.target.closest('.remove-member');
+    if (rm) api('DELETE', `/v1/channels/${state.current}/members/${rm.dataset.userId}`).catch(showSidebarError);
+  });
   $('add-member').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     try {
       const u = await userByName($('add-member-name').value);
       const d = await api('POST', `/v1/channels/${state.current}/members`, { user_id: u.id });
-      upsertChannel(d.channel, true);
+      if (d.channel) upsertChannel(d.channel, true);
+      else $('composer-error').textContent = `${u.username} left this group before; they were invited back.`;
       $('add-member-name').value = '';
     } catch (e) { $('composer-error').textContent = e.message; }
   });
@@ -783,8 +460,18 @@ function wire() {
       conn.send({ type: 'typing', channel_id: state.current });
     }
   });
+  $('messages').addEventListener('click', (ev) => {
+    const button = ev.target.closest('.retry');
+    if (button) retry(button.dataset.cmid);
+  });
   $('messages').addEventListener('scroll', () => { if ($('messages').scrollTop < 40) loadOlder(); });
   $('search-form').addEventListener('submit', (ev) => { ev.preventDefault(); search($('search-input').value).catch(showSidebarError); });
+  $('search-results').addEventListener('click', (ev) => {
+    const hit = ev.target.closest('.hit[data-channel-id]');
+    if (!hit) return;
+    $('search-results').hidden = true;
+    openChat(Number(hit.dataset.channelId), Number(hit.dataset.messageId));
+  });
   document.addEventListener('visibilitychange', markRead);
   window.addEventListener('focus', markRead);
   // Leaving the page closes the socket at once (others see us go offline
@@ -798,8 +485,9 @@ function wire() {
 }
 
 wire();
+loadLimits().then(applyLimits);
 if (state.token) {
   api('GET', '/v1/users/me').then((d) => { state.me = d.user; loadPending(); showApp(); }).catch(() => signedOut());
 } else {
-  showAuth();
+  renderAuth();
 }

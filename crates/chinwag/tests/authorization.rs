@@ -40,7 +40,8 @@ fn requests(route: &Route, channel: i64, user: i64) -> Vec<(String, Option<Value
         "Mute" => body(json!({"muted": true})),
         "Me" | "UserById" | "Logout" | "ListChannels" | "GetChannel" | "RemoveMember" | "Reads" | "Contacts"
         | "AddContact" | "RemoveContact" | "Blocks" | "Block" | "Unblock" | "Invitations" | "AcceptInvitation"
-        | "DeclineInvitation" | "Mentions" | "Discovery" | "GetPush" | "RemovePush" | "VapidPublicKey" => {
+        | "DeclineInvitation" | "Mentions" | "Discovery" | "GetPush" | "RemovePush" | "VapidPublicKey"
+        | "GetLimits" => {
             vec![(path, None)]
         }
         other => panic!("no authorization sample for endpoint {other}: add one here"),

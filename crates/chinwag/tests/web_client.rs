@@ -350,3 +350,55 @@ async fn the_page_works_under_its_security_policy_and_tells_namesakes_apart() {
     }
     alice.close().await.unwrap();
 }
+
+/// A new message adds one element and leaves the others (and the other
+/// conversations' rows) as they were; the limits come from the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_message_redraws_only_what_changed() {
+    let server = TestServer::start();
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let alice = driver.browser(&profile).await;
+    sign_up(&alice, &server.base, "alice").await;
+    let asked = "performance.getEntriesByType('resource').some(e => e.name.endsWith('/v1/limits'))";
+    wait_js(&alice, "the limits asked of the server", asked).await;
+    assert_eq!(js(&alice, "return document.getElementById('auth-username').maxLength;").await, json!(32));
+    let me = js(&alice, "return fetch('/v1/users/me', {headers: {Authorization: 'Bearer ' + localStorage.getItem('chinwag.token')}}).then(r => r.json()).then(d => d.user.id);").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    let with_bob = server.post("/v1/channels/direct", &bob.token, json!({"user_id": me})).await.1["channel"]["id"]
+        .as_i64()
+        .unwrap();
+    let with_carol = server.post("/v1/channels/direct", &carol.token, json!({"user_id": me})).await.1["channel"]["id"]
+        .as_i64()
+        .unwrap();
+    let (mut b, _) = server.connect(&bob.token).await;
+    let (mut c, _) = server.connect(&carol.token).await;
+    b.send_text(with_bob, "b1", "first").await;
+    c.send_text(with_carol, "c1", "from carol").await;
+    wait_js(&alice, "two conversations", "document.querySelectorAll('.conv').length === 2").await;
+    click(&alice, &format!(".conv[data-channel-id='{with_bob}']")).await;
+    wait_text(&alice, "first").await;
+    // Tag the elements on screen; a redraw would lose the tags.
+    js(
+        &alice,
+        &format!(
+            "document.querySelector('#messages .msg').tagged = true; \
+             document.querySelector(\".conv[data-channel-id='{with_carol}']\").parentElement.tagged = true;"
+        ),
+    )
+    .await;
+    b.send_text(with_bob, "b2", "second").await;
+    wait_text(&alice, "second").await;
+    let kept = js(
+        &alice,
+        &format!(
+            "return [document.querySelectorAll('#messages .msg').length, \
+             document.querySelector('#messages .msg').tagged === true, \
+             document.querySelector(\".conv[data-channel-id='{with_carol}']\").parentElement.tagged === true];"
+        ),
+    )
+    .await;
+    assert_eq!(kept, json!([2, true, true]), "the first message or carol's row was redrawn");
+    alice.close().await.unwrap();
+}

@@ -166,6 +166,8 @@ endpoints! {
     RemovePush: Delete "/v1/devices/current/push", User, NoContent => NoContent;
     /// The key browsers subscribe to Web Push with.
     VapidPublicKey: Get "/v1/push/vapid-public-key", Public, NoContent => VapidKeyResponse;
+    /// The limits this server enforces, so clients need not copy them.
+    GetLimits: Get "/v1/limits", Public, NoContent => Limits;
     /// Where browsers report Content-Security-Policy violations (204).
     CspReport: Post "/v1/csp-report", Public, serde_json::Value => NoContent;
 }
@@ -248,7 +250,7 @@ pub enum AddMemberResponse {
 }
 
 /// `after`/`before` give a range (exclusive), `around` centres on one id,
-/// nothing gives the latest page; `limit` 1..=100 (50 by default).
+/// nothing gives the latest page; `limit` 1..=200 (50 by default).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HistoryParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -416,6 +418,42 @@ pub struct PushTargetResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VapidKeyResponse {
     pub public_key: String,
+}
+
+/// What this server accepts; clients check input against it before sending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub text_max_chars: usize,
+    pub username_min: usize,
+    pub username_max: usize,
+    pub password_min: usize,
+    pub display_name_max: usize,
+    pub group_name_max: usize,
+    /// Members of a group, its creator included.
+    pub group_max_members: usize,
+    pub history_limit_max: u32,
+    pub search_query_max: usize,
+    /// Channels one user may be in (a server setting).
+    pub max_channels_per_user: usize,
+}
+
+impl Limits {
+    /// The protocol's limits, with this server's channel cap.
+    pub fn with_channel_cap(max_channels_per_user: usize) -> Limits {
+        use crate::validate as v;
+        Limits {
+            text_max_chars: v::TEXT_MAX_CHARS,
+            username_min: v::USERNAME_MIN,
+            username_max: v::USERNAME_MAX,
+            password_min: v::PASSWORD_MIN,
+            display_name_max: v::DISPLAY_NAME_MAX,
+            group_name_max: v::GROUP_NAME_MAX,
+            group_max_members: v::GROUP_MAX_MEMBERS,
+            history_limit_max: v::HISTORY_LIMIT_MAX,
+            search_query_max: v::SEARCH_QUERY_MAX,
+            max_channels_per_user,
+        }
+    }
 }
 
 #[cfg(test)]

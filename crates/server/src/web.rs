@@ -1,5 +1,5 @@
-//! The web client, compiled into the binary: plain HTML, CSS and an ES
-//! module from `web/`, so running the server needs no build step.
+//! The web client, compiled into the binary: plain HTML, CSS and native ES
+//! modules from `web/`, so running the server needs no build step.
 //!
 //! Its pages carry a Content-Security-Policy that allows only the
 //! server's own scripts, styles and connections (so injected markup can
@@ -14,10 +14,22 @@ use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
 
-const INDEX_HTML: &str = include_str!("../../../web/index.html");
-const APP_JS: &str = include_str!("../../../web/app.js");
-const STYLE_CSS: &str = include_str!("../../../web/style.css");
-const SERVICE_WORKER_JS: &str = include_str!("../../../web/sw.js");
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// Every file of the client: path, type, contents. The service worker is
+/// served from the root so it may control the whole site.
+const FILES: &[(&str, &str, &str)] = &[
+    ("/", HTML, include_str!("../../../web/index.html")),
+    ("/style.css", CSS, include_str!("../../../web/style.css")),
+    ("/app.js", JS, include_str!("../../../web/app.js")),
+    ("/api.js", JS, include_str!("../../../web/api.js")),
+    ("/socket.js", JS, include_str!("../../../web/socket.js")),
+    ("/state.js", JS, include_str!("../../../web/state.js")),
+    ("/render.js", JS, include_str!("../../../web/render.js")),
+    ("/sw.js", JS, include_str!("../../../web/sw.js")),
+];
 
 /// Where browsers send Content-Security-Policy violation reports.
 const REPORT_PATH: &str = <chinwag_proto::api::CspReport as chinwag_proto::api::Endpoint>::ROUTE.path;
@@ -66,18 +78,12 @@ pub(crate) async fn csp_report(State(app): State<Arc<App>>, body: axum::body::By
     StatusCode::NO_CONTENT
 }
 
-/// `/`, `/app.js`, `/style.css` and the service worker `/sw.js` (served
-/// from the root so it may control the whole site). (The report sink is an
-/// endpoint of the API table.)
+/// The client's files (`FILES`). (The report sink is an endpoint of the
+/// API table.)
 pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/", get(|h: HeaderMap| async move { file(&h, "text/html; charset=utf-8", INDEX_HTML) }))
-        .route("/app.js", get(|h: HeaderMap| async move { file(&h, "text/javascript; charset=utf-8", APP_JS) }))
-        .route("/style.css", get(|h: HeaderMap| async move { file(&h, "text/css; charset=utf-8", STYLE_CSS) }))
-        .route(
-            "/sw.js",
-            get(|h: HeaderMap| async move { file(&h, "text/javascript; charset=utf-8", SERVICE_WORKER_JS) }),
-        )
+    FILES.iter().fold(Router::new(), |router, &(path, kind, body)| {
+        router.route(path, get(move |h: HeaderMap| async move { file(&h, kind, body) }))
+    })
 }
 
 /// Headers every answer carries: no content sniffing, no referrer leaks,

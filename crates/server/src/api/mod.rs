@@ -89,6 +89,7 @@ fn endpoints() -> Routes {
         .add::<e::GetPush, _>(social::get_push)
         .add::<e::RemovePush, _>(social::remove_push)
         .add::<e::VapidPublicKey, _>(social::vapid_public_key)
+        .add::<e::GetLimits, _>(social::limits)
         .add::<e::CspReport, _>(crate::web::csp_report)
 }
 

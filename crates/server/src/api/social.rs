@@ -10,8 +10,9 @@ use axum::response::IntoResponse;
 use axum::Json;
 use chinwag_bus::Event;
 use chinwag_proto::api::{
-    BlocksResponse, ContactsResponse, DiscoveryResponse, FeedResponse, GatewayAddress, MentionParams, MuteRequest,
-    PresenceEntry, PresenceQuery, PresenceResponse, PushTarget, PushTargetResponse, SearchParams, VapidKeyResponse,
+    BlocksResponse, ContactsResponse, DiscoveryResponse, FeedResponse, GatewayAddress, Limits, MentionParams,
+    MuteRequest, PresenceEntry, PresenceQuery, PresenceResponse, PushTarget, PushTargetResponse, SearchParams,
+    VapidKeyResponse,
 };
 use chinwag_proto::{ChannelId, UserId, WireError};
 use chinwag_store::{FeedPage, SearchQuery};
@@ -220,6 +221,11 @@ pub async fn remove_push(State(app): State<Arc<App>>, Auth(session): Auth) -> Re
 /// The key browsers subscribe with (`applicationServerKey`).
 pub async fn vapid_public_key(State(app): State<Arc<App>>) -> Json<VapidKeyResponse> {
     Json(VapidKeyResponse { public_key: app.notifier.providers.webpush.vapid.public_b64.clone() })
+}
+
+/// The limits this server enforces (the web client reads them).
+pub async fn limits(State(app): State<Arc<App>>) -> Json<Limits> {
+    Json(Limits::with_channel_cap(app.config.max_channels_per_user))
 }
 
 /// Mutes a channel's push notifications for the caller.
