@@ -40,6 +40,13 @@ pub fn store_error(e: StoreError) -> WireError {
             retry_after_ms: Some(1_000),
             ..WireError::new(ErrorCode::Unavailable, "server is shutting down")
         },
+        StoreError::Unavailable(why) => {
+            tracing::warn!(%why, "store unavailable");
+            WireError {
+                retry_after_ms: Some(1_000),
+                ..WireError::new(ErrorCode::Unavailable, "storage is briefly unavailable, retry later")
+            }
+        }
         StoreError::Unsupported(what) => WireError::bad_request(format!("this store does not support {what}")),
         StoreError::Backend(source) => {
             tracing::error!(error = %source, "store failure");

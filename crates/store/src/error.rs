@@ -21,6 +21,11 @@ pub enum StoreError {
     Unsupported(&'static str),
     #[error("store is closed")]
     Closed,
+    /// The engine cannot be reached right now (restart, failover): worth
+    /// retrying soon. Nothing was written, or the write committed and a
+    /// retry with the same idempotency key finds it.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("storage backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -28,5 +33,38 @@ pub enum StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Backend(Box::new(e))
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    /// Lost connections and a server shutting down or starting up are
+    /// `Unavailable`; everything else is a backend failure.
+    fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        let transient_codes = [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ];
+        let transient = match e.code() {
+            Some(code) => transient_codes.contains(code) || code.code().starts_with("08"),
+            None => e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()),
+        };
+        if transient {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Backend(Box::new(e))
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            deadpool_postgres::PoolError::Closed => StoreError::Closed,
+            other => StoreError::Unavailable(other.to_string()),
+        }
     }
 }

@@ -1,0 +1,301 @@
+//! Where a message is sequenced and stored on PostgreSQL: group commit.
+//!
+//! Appends are queued to writer tasks (a channel always to the same one, so
+//! its messages are numbered in the order they were submitted). A writer
+//! takes everything queued, up to `MAX_BATCH`, and stores it in one
+//! transaction of a few set-based statements, whatever the batch size:
+//!
+//! 1. lock the batch's channel rows (in id order, so writers on other nodes
+//!    cannot deadlock with it) and read their last ids;
+//! 2. read their members (with usernames, for mentions), the earlier copies
+//!    of resent messages, and blocks between direct-channel members;
+//! 3. decide each message in order: a resend returns the original, a
+//!    refusal (not a member, blocked) writes nothing, the rest get the
+//!    channel's next ids;
+//! 4. insert the messages and their mentions, move the channels' last ids,
+//!    commit: one fsync for the whole batch.
+//!
+//! Holding the channel locks until commit makes ids gap-free and committed
+//! in order, also with several nodes writing.
+
+use super::search;
+use crate::{Appended, CommitObserver, NewMessage, StoreError};
+use chinwag_proto::{ChannelId, Message, MessageId, UserId};
+use deadpool_postgres::Pool;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// Most messages one transaction takes.
+const MAX_BATCH: usize = 1024;
+/// Times a batch is tried again after a serialization failure or deadlock.
+const RETRIES: usize = 3;
+
+/// A queued append and where its answer goes.
+pub(super) struct AppendJob {
+    pub message: NewMessage,
+    pub reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// Runs one writer until its queue closes.
+pub(super) async fn run_writer(
+    pool: Pool,
+    jobs: flume::Receiver<AppendJob>,
+    observer: Option<Arc<dyn CommitObserver>>,
+) {
+    while let Ok(first) = jobs.recv_async().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let messages: Vec<&NewMessage> = batch.iter().map(|j| &j.message).collect();
+        let started = Instant::now();
+        let mut outcome = store_batch(&pool, &messages).await;
+        for _ in 0..RETRIES {
+            match &outcome {
+                Err(StoreError::Backend(e)) if is_retryable(e.as_ref()) => {
+                    outcome = store_batch(&pool, &messages).await
+                }
+                _ => break,
+            }
+        }
+        match outcome {
+            Ok(results) => {
+                if let Some(observer) = &observer {
+                    observer.batch_committed(batch.len(), started.elapsed());
+                }
+                for (job, result) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, jobs = batch.len(), "a batch of messages failed");
+                let unavailable = matches!(e, StoreError::Unavailable(_) | StoreError::Closed);
+                for job in batch {
+                    let error = if unavailable {
+                        StoreError::Unavailable(e.to_string())
+                    } else {
+                        StoreError::Backend(e.to_string().into())
+                    };
+                    let _ = job.reply.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+fn is_retryable(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.downcast_ref::<tokio_postgres::Error>()
+        .and_then(|e| e.code())
+        .is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// What the transaction learned about the batch's channels.
+#[derive(Default)]
+struct Channels {
+    last: HashMap<i64, i64>,
+    direct: HashSet<i64>,
+    /// Members with their usernames, ascending by id.
+    members: HashMap<i64, Vec<(UserId, String)>>,
+    /// (owner, blocked) among direct-channel members.
+    blocks: HashSet<(i64, i64)>,
+    /// Earlier copies of resent messages by (channel, sender, client id).
+    stored: HashMap<(i64, i64, String), Message>,
+}
+
+/// A message to insert.
+struct NewRow<'a> {
+    message: &'a NewMessage,
+    id: i64,
+    mentions: Vec<UserId>,
+}
+
+/// Stores a batch in one transaction; one answer per message, in order.
+async fn store_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let mut ids: Vec<i64> = batch.iter().map(|m| m.channel_id.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let known = read_channels(&tx, &ids, batch).await?;
+
+    let mut last = known.last.clone();
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut rows: Vec<NewRow> = Vec::new();
+    let mut in_batch: HashMap<(i64, i64, &str), Message> = HashMap::new();
+    for &m in batch {
+        let key = (m.channel_id.0, m.sender_id.0, m.client_msg_id.as_str());
+        let earlier = known.stored.get(&(key.0, key.1, key.2.to_owned())).or_else(|| in_batch.get(&key));
+        if let Some(message) = earlier {
+            answers.push(Ok(resend(message.clone())));
+            continue;
+        }
+        let members = known.members.get(&m.channel_id.0).map(Vec::as_slice).unwrap_or_default();
+        if !members.iter().any(|(id, _)| *id == m.sender_id) {
+            answers.push(Err(StoreError::NotAMember));
+            continue;
+        }
+        let blocked = known.direct.contains(&m.channel_id.0)
+            && members.iter().any(|(other, _)| {
+                let (a, b) = (m.sender_id.0, other.0);
+                a != b && (known.blocks.contains(&(a, b)) || known.blocks.contains(&(b, a)))
+            });
+        if blocked {
+            answers.push(Err(StoreError::Blocked));
+            continue;
+        }
+        let Some(next) = last.get_mut(&m.channel_id.0) else {
+            answers.push(Err(StoreError::NotAMember));
+            continue;
+        };
+        *next += 1;
+        let names = chinwag_proto::mentions::mentioned_usernames(&m.text);
+        let mentions: Vec<UserId> =
+            members.iter().filter(|(id, name)| *id != m.sender_id && names.contains(name)).map(|(id, _)| *id).collect();
+        let message = Message {
+            channel_id: m.channel_id,
+            message_id: MessageId(*next),
+            sender_id: m.sender_id,
+            client_msg_id: m.client_msg_id.clone(),
+            text: m.text.clone(),
+            created_at: m.created_at,
+            mentioned: false,
+        };
+        in_batch.insert(key, message.clone());
+        answers.push(Ok(Appended {
+            message,
+            duplicate: false,
+            mentions: mentions.clone(),
+            members: members.iter().map(|(id, _)| *id).collect(),
+        }));
+        rows.push(NewRow { message: m, id: *next, mentions });
+    }
+    if !rows.is_empty() {
+        insert_rows(&tx, &rows).await?;
+        let (moved, to): (Vec<i64>, Vec<i64>) =
+            last.iter().filter(|(id, n)| known.last.get(id) != Some(n)).map(|(id, n)| (*id, *n)).unzip();
+        let statement = tx
+            .prepare_cached(
+                "UPDATE channels SET last_message_id = v.last \
+                 FROM unnest($1::bigint[], $2::bigint[]) AS v(id, last) WHERE channels.id = v.id",
+            )
+            .await?;
+        tx.execute(&statement, &[&moved, &to]).await?;
+    }
+    tx.commit().await?;
+    Ok(answers)
+}
+
+/// A resend: the original, with nothing to fan out again.
+fn resend(message: Message) -> Appended {
+    Appended { message, duplicate: true, mentions: Vec::new(), members: Vec::new() }
+}
+
+async fn read_channels(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ids: &[i64],
+    batch: &[&NewMessage],
+) -> Result<Channels, StoreError> {
+    let mut known = Channels::default();
+    let lock = tx
+        .prepare_cached(
+            "SELECT id, direct_key IS NOT NULL, last_message_id FROM channels \
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .await?;
+    for row in tx.query(&lock, &[&ids]).await? {
+        let id: i64 = row.get(0);
+        known.last.insert(id, row.get(2));
+        if row.get::<_, bool>(1) {
+            known.direct.insert(id);
+        }
+    }
+    let members = tx
+        .prepare_cached(
+            "SELECT m.channel_id, m.user_id, u.username FROM members m JOIN users u ON u.id = m.user_id \
+             WHERE m.channel_id = ANY($1) ORDER BY m.channel_id, m.user_id",
+        )
+        .await?;
+    for row in tx.query(&members, &[&ids]).await? {
+        known.members.entry(row.get(0)).or_default().push((UserId(row.get(1)), row.get(2)));
+    }
+    let channels: Vec<i64> = batch.iter().map(|m| m.channel_id.0).collect();
+    let senders: Vec<i64> = batch.iter().map(|m| m.sender_id.0).collect();
+    let client_ids: Vec<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
+    let stored = tx
+        .prepare_cached(
+            &format!(
+                "SELECT {} FROM messages m JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS k(channel_id, sender_id, cmid) \
+               ON m.channel_id = k.channel_id AND m.sender_id = k.sender_id AND m.client_msg_id = k.cmid",
+                super::MESSAGE_COLS
+            ),
+        )
+        .await?;
+    for row in tx.query(&stored, &[&channels, &senders, &client_ids]).await? {
+        let message = super::message_from(&row);
+        known.stored.insert((message.channel_id.0, message.sender_id.0, message.client_msg_id.clone()), message);
+    }
+    let direct_users: Vec<i64> =
+        known.direct.iter().flat_map(|id| known.members.get(id).into_iter().flatten().map(|(u, _)| u.0)).collect();
+    if !direct_users.is_empty() {
+        let blocks = tx
+            .prepare_cached("SELECT owner_id, blocked_id FROM blocks WHERE owner_id = ANY($1) AND blocked_id = ANY($1)")
+            .await?;
+        for row in tx.query(&blocks, &[&direct_users]).await? {
+            known.blocks.insert((row.get(0), row.get(1)));
+        }
+    }
+    Ok(known)
+}
+
+async fn insert_rows(tx: &deadpool_postgres::Transaction<'_>, rows: &[NewRow<'_>]) -> Result<(), StoreError> {
+    let channels: Vec<i64> = rows.iter().map(|r| r.message.channel_id.0).collect();
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let senders: Vec<i64> = rows.iter().map(|r| r.message.sender_id.0).collect();
+    let client_ids: Vec<&str> = rows.iter().map(|r| r.message.client_msg_id.as_str()).collect();
+    let texts: Vec<&str> = rows.iter().map(|r| r.message.text.as_str()).collect();
+    let created: Vec<i64> = rows.iter().map(|r| r.message.created_at).collect();
+    let words: Vec<String> = rows.iter().map(|r| search::words(&r.message.text).join(" ")).collect();
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO messages (channel_id, message_id, sender_id, client_msg_id, text, created_at, search) \
+             SELECT c, m, s, k, t, a, array_to_tsvector(string_to_array(w, ' ')) \
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[]) \
+               AS v(c, m, s, k, t, a, w) \
+             RETURNING channel_id, message_id, feed_id",
+        )
+        .await?;
+    let inserted = tx.query(&insert, &[&channels, &ids, &senders, &client_ids, &texts, &created, &words]).await?;
+    if rows.iter().all(|r| r.mentions.is_empty()) {
+        return Ok(());
+    }
+    let feed: HashMap<(i64, i64), i64> = inserted.iter().map(|row| ((row.get(0), row.get(1)), row.get(2))).collect();
+    let (mut m_channels, mut m_ids, mut m_users, mut m_feed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        for user in &row.mentions {
+            let channel = row.message.channel_id.0;
+            m_channels.push(channel);
+            m_ids.push(row.id);
+            m_users.push(user.0);
+            m_feed.push(feed.get(&(channel, row.id)).copied().unwrap_or_default());
+        }
+    }
+    let mentions = tx
+        .prepare_cached(
+            "INSERT INTO mentions (channel_id, message_id, user_id, feed_id) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])",
+        )
+        .await?;
+    tx.execute(&mentions, &[&m_channels, &m_ids, &m_users, &m_feed]).await?;
+    Ok(())
+}
+
+/// The channel a message's writer is chosen by.
+pub(super) fn writer_of(channel: ChannelId, writers: usize) -> usize {
+    (channel.0.unsigned_abs() % writers.max(1) as u64) as usize
+}
