@@ -14,7 +14,7 @@ use crate::StoreError;
 use tokio_postgres::Client;
 
 /// Chosen at random; names the migration lock among other advisory locks.
-const MIGRATION_LOCK: i64 = 0x6368_696e_7761_67;
+const MIGRATION_LOCK: i64 = 0x0063_6869_6e77_6167;
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE users (
