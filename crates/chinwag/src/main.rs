@@ -8,6 +8,7 @@ use chinwag_bus::{LocalBus, LocalDiscovery, LocalPresence, LocalRateLimiter};
 use chinwag_server::metrics::{CommitMetrics, Metrics};
 use chinwag_server::notifier::{self, webpush::VapidKeys};
 use chinwag_server::{tls, App, Backends, Listening};
+use chinwag_store::postgres::{LocalPostgres, PgConfig, PgStore};
 use chinwag_store::sqlite::{SqliteConfig, SqliteStore};
 use clap::{Parser, Subcommand};
 use settings::Settings;
@@ -36,7 +37,14 @@ enum Command {
     /// Operator commands for a running server (users, disable, backup).
     Admin(admin::AdminArgs),
     /// Measure speed, memory per connection and correctness.
-    Bench(chinwag_bench::BenchArgs),
+    Bench {
+        #[command(flatten)]
+        args: chinwag_bench::BenchArgs,
+        /// Run the server under test on a private PostgreSQL (started in a
+        /// temp directory, fsync on) instead of the embedded store.
+        #[arg(long, conflicts_with = "url")]
+        private_postgres: bool,
+    },
     /// Print the README's table of settings (made from their declarations).
     #[command(hide = true)]
     SettingsTable,
@@ -58,8 +66,17 @@ fn main() -> Result<()> {
     return_large_buffers_to_the_os();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
-        Command::Bench(args) => {
+        Command::Bench { mut args, private_postgres } => {
             let exe = std::env::current_exe().context("locating the chinwag binary")?;
+            // Kept alive for the whole run, stopped on drop.
+            let _postgres = if private_postgres {
+                let postgres = LocalPostgres::start(true).context("starting a private PostgreSQL")?;
+                let url = postgres.create_database("bench").context("creating the bench database")?;
+                args.server_arg.extend(["--store".to_owned(), url]);
+                Some(postgres)
+            } else {
+                None
+            };
             runtime.block_on(chinwag_bench::run(args, &exe)).map(|_| ())
         }
         Command::BenchWorker(args) => runtime.block_on(chinwag_bench::worker(args)),
@@ -122,8 +139,16 @@ async fn serve(settings: Settings) -> Result<()> {
     let admin_listener = bind_admin_socket(&data_dir).await?;
     let metrics = Arc::new(Metrics::default());
     let observer = Box::new(CommitMetrics(metrics.clone()));
-    let store = SqliteStore::open_observed(&SqliteConfig::in_dir(&data_dir), Some(observer))
-        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let store: Arc<dyn chinwag_store::Store> = match &settings.store {
+        Some(url) => {
+            let config = PgConfig::new(url);
+            Arc::new(PgStore::connect(&config, Some(observer)).await.context("connecting to PostgreSQL")?)
+        }
+        None => Arc::new(
+            SqliteStore::open_observed(&SqliteConfig::in_dir(&data_dir), Some(observer))
+                .with_context(|| format!("opening the store in {}", data_dir.display()))?,
+        ),
+    };
     let tcp = tokio::net::TcpListener::bind(settings.listen())
         .await
         .with_context(|| format!("listening on {}", settings.listen()))?;
@@ -144,7 +169,7 @@ async fn serve(settings: Settings) -> Result<()> {
     let vapid = VapidKeys::load_or_create(&data_dir, &config.vapid_subject).context("loading the VAPID key")?;
     let webhook_secret = notifier::load_or_create_secret(&data_dir).context("loading the webhook secret")?;
     let backends = Backends {
-        store: Arc::new(store),
+        store,
         bus: Arc::new(LocalBus::new()),
         discovery: Arc::new(LocalDiscovery::new(chinwag_server::DISCOVERY_TTL)),
         presence: Arc::new(LocalPresence::new(config.presence_offline_grace())),

@@ -25,6 +25,10 @@ pub struct Settings {
     #[arg(long, env = "CHINWAG_DATA_DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// Where data is kept: a `postgres://user@host:port/db` URL, or (unset) the embedded store in `--data-dir`.
+    #[arg(long, env = "CHINWAG_STORE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     /// Serve `/metrics` only on this address (for example `127.0.0.1:9090`), not on `--listen`.
     #[arg(long, env = "CHINWAG_METRICS_LISTEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,6 +58,12 @@ pub const BINARY_SETTINGS: &[SettingInfo] = &[
     SettingInfo { name: "listen", env: "CHINWAG_LISTEN", doc: " Address to listen on (port 0: any free port)." },
     SettingInfo { name: "data_dir", env: "CHINWAG_DATA_DIR", doc: " Where the embedded store lives." },
     SettingInfo {
+        name: "store",
+        env: "CHINWAG_STORE",
+        doc:
+            " Where data is kept: a `postgres://user@host:port/db` URL, or (unset) the embedded store in `--data-dir`.",
+    },
+    SettingInfo {
         name: "metrics_listen",
         env: "CHINWAG_METRICS_LISTEN",
         doc: " Serve `/metrics` only on this address (for example `127.0.0.1:9090`), not on `--listen`.",
@@ -71,6 +81,7 @@ fn binary_default(name: &str) -> &'static str {
     match name {
         "listen" => "`127.0.0.1:8080`",
         "data_dir" => "`./chinwag-data`",
+        "store" => "embedded (SQLite)",
         _ => "none",
     }
 }
@@ -103,6 +114,7 @@ impl Settings {
         Ok(Settings {
             listen: self.listen.or(own.listen),
             data_dir: self.data_dir.or(own.data_dir),
+            store: self.store.or(own.store),
             metrics_listen: self.metrics_listen.or(own.metrics_listen),
             tls_cert: self.tls_cert.or(own.tls_cert),
             tls_key: self.tls_key.or(own.tls_key),

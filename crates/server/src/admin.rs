@@ -129,9 +129,15 @@ async fn backup(State(app): State<Arc<App>>, ApiJson(body): ApiJson<BackupReques
         return Err(ApiError(WireError::bad_request(format!("{} already exists", body.path.display()))));
     }
     let started = Instant::now();
-    let info = app.store.backup(&body.path).await.map_err(|e| {
-        tracing::error!(error = %e, path = %body.path.display(), "backup failed");
-        ApiError(WireError::new(chinwag_proto::ErrorCode::Internal, format!("backup failed: {e}")))
+    let info = app.store.backup(&body.path).await.map_err(|e| match e {
+        // The engine has its own tools (PostgreSQL: pg_dump); say so.
+        chinwag_store::StoreError::Unsupported(what) => {
+            ApiError(WireError::bad_request(format!("this store does not support {what}")))
+        }
+        e => {
+            tracing::error!(error = %e, path = %body.path.display(), "backup failed");
+            ApiError(WireError::new(chinwag_proto::ErrorCode::Internal, format!("backup failed: {e}")))
+        }
     })?;
     let millis = started.elapsed().as_millis() as u64;
     tracing::info!(path = %body.path.display(), bytes = info.bytes, millis, "backup written");

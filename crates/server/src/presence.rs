@@ -41,7 +41,7 @@ impl PresenceService {
                 }
                 PresenceChange::Offline { user_id, last_active_at } => {
                     self.metrics.users_online.dec();
-                    if let Err(e) = self.store.set_last_active(user_id, last_active_at).await {
+                    if let Err(e) = self.store.set_last_active(&[user_id], last_active_at).await {
                         tracing::warn!(error = %e, user = user_id.0, "could not store last_active_at");
                     }
                     self.announce_presence(user_id, PresenceStatus::Offline, last_active_at).await;
@@ -89,15 +89,15 @@ impl PresenceService {
             .collect())
     }
 
-    /// Stores "last active now" for everyone online, so a crash or a stop
-    /// loses at most one period of `last_active_at`.
+    /// Stores "last active now" for everyone online (one write), so a
+    /// crash or a stop loses at most one period of `last_active_at`.
     pub async fn persist_online_users(&self) {
-        let now = chinwag_proto::now_ms();
-        for user in self.seam.online_users() {
-            if let Err(e) = self.store.set_last_active(user, now).await {
-                tracing::warn!(error = %e, "could not store last_active_at");
-                return;
-            }
+        let online = self.seam.online_users();
+        if online.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.set_last_active(&online, chinwag_proto::now_ms()).await {
+            tracing::warn!(error = %e, "could not store last_active_at");
         }
     }
 }

@@ -75,6 +75,30 @@ pub async fn users_and_devices(store: &dyn Store) {
     assert!(store.session(&[1, 2]).await.unwrap().is_none());
 }
 
+pub async fn client_text_is_kept_byte_for_byte(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
+    let text = "nul \u{0000} here, e\u{301} combining, \u{1F469}\u{200D}\u{1F467} family, \r\n crlf  ";
+    let cmid = "id-with-\u{0000}-nul";
+    let new =
+        || NewMessage { channel_id: ch.id, sender_id: a, client_msg_id: cmid.into(), text: text.into(), created_at: 5 };
+    let stored = store.append_message(new()).await.unwrap();
+    assert_eq!((stored.message.text.as_str(), stored.message.client_msg_id.as_str()), (text, cmid));
+    assert!(store.append_message(new()).await.unwrap().duplicate, "the resend is recognised");
+    let page = store.messages(ch.id, HistoryQuery::Latest, 10, b).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!((page.messages[0].text.as_str(), page.messages[0].client_msg_id.as_str()), (text, cmid));
+    store
+        .create_device(NewDevice {
+            user_id: a,
+            name: Some("phone \u{0000}".into()),
+            token_hash: vec![9],
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+}
+
 pub async fn disabling_revokes_every_token(store: &dyn Store) {
     let (a, b) = two_users(store).await;
     for (n, owner) in [(1u8, a), (2, a), (3, b)] {
@@ -484,9 +508,12 @@ pub async fn contacts_and_presence_audience(store: &dyn Store) {
     assert_eq!(store.presence_audience(b).await.unwrap(), vec![a]);
 
     assert_eq!(store.last_active(&[a, UserId(999)]).await.unwrap(), vec![(a, None)]);
-    store.set_last_active(a, 500).await.unwrap();
-    store.set_last_active(a, 400).await.unwrap();
+    store.set_last_active(&[a], 500).await.unwrap();
+    store.set_last_active(&[a], 400).await.unwrap();
     assert_eq!(store.last_active(&[a]).await.unwrap(), vec![(a, Some(500))]);
+    // Many users in one write; no time moves back.
+    store.set_last_active(&[a, b, UserId(999)], 450).await.unwrap();
+    assert_eq!(store.last_active(&[a, b]).await.unwrap(), vec![(a, Some(500)), (b, Some(450))]);
 }
 
 pub async fn search_and_mentions(store: &dyn Store) {
@@ -804,6 +831,7 @@ macro_rules! store_contract_tests {
                 };
             }
             case!(users_and_devices);
+            case!(client_text_is_kept_byte_for_byte);
             case!(disabling_revokes_every_token);
             case!(direct_channels_are_one_per_pair);
             case!(groups_and_members);

@@ -160,8 +160,9 @@ pub trait Store: Send + Sync + 'static {
     /// Who hears of `user`'s presence: the other members of their channels
     /// and those they made contacts, less those they blocked.
     async fn presence_audience(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
-    /// Records when `user` was last connected.
-    async fn set_last_active(&self, user: UserId, at_ms: i64) -> Result<(), StoreError>;
+    /// Records when `users` were last connected (never moving a time
+    /// back), in one write however many they are.
+    async fn set_last_active(&self, users: &[UserId], at_ms: i64) -> Result<(), StoreError>;
     /// `last_active_at` of each existing user among `users` (unknown ids are
     /// left out).
     async fn last_active(&self, users: &[UserId]) -> Result<Vec<(UserId, Option<i64>)>, StoreError>;

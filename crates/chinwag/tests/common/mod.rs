@@ -23,6 +23,29 @@ pub struct TestServer {
     _temp: Option<tempfile::TempDir>,
     args: Vec<String>,
     pub http: reqwest::Client,
+    /// `--store URL` when the suite runs on PostgreSQL (kept across restarts).
+    store: Vec<String>,
+}
+
+/// Whether this run's servers keep their data in PostgreSQL
+/// (`CHINWAG_TEST_STORE=postgres`) instead of the embedded store.
+pub fn on_postgres() -> bool {
+    std::env::var("CHINWAG_TEST_STORE").is_ok_and(|s| s == "postgres")
+}
+
+/// A fresh database on this test binary's private PostgreSQL, as `--store`
+/// flags; none on the embedded store.
+fn store_args() -> Vec<String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SERVER: std::sync::OnceLock<chinwag_store::postgres::LocalPostgres> = std::sync::OnceLock::new();
+    static DATABASES: AtomicUsize = AtomicUsize::new(0);
+    if !on_postgres() {
+        return Vec::new();
+    }
+    let server = SERVER
+        .get_or_init(|| chinwag_store::postgres::LocalPostgres::start(false).expect("start a private PostgreSQL"));
+    let name = format!("e2e_{}", DATABASES.fetch_add(1, Ordering::SeqCst));
+    vec!["--store".into(), server.create_database(&name).expect("create a database")]
 }
 
 impl TestServer {
@@ -41,6 +64,8 @@ impl TestServer {
             _temp: Some(temp),
             args: args.iter().map(|s| s.to_string()).collect(),
             http: reqwest::Client::new(),
+            // A test that names its own store keeps it.
+            store: if args.contains(&"--store") { Vec::new() } else { store_args() },
         };
         server.spawn();
         server
@@ -63,6 +88,7 @@ impl TestServer {
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(&self.dir)
             .args(&self.args)
+            .args(&self.store)
             // Tests sign up and log in many users from one address; the
             // limits themselves are tested with flags, which win over these.
             .envs(chinwag_server::ServerConfig::for_test().env_vars())

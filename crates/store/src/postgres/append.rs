@@ -27,6 +27,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
+type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
+
 /// Most messages one transaction takes.
 const MAX_BATCH: usize = 1024;
 /// Times a batch is tried again after a serialization failure or deadlock.
@@ -116,13 +118,29 @@ struct NewRow<'a> {
 }
 
 /// Stores a batch in one transaction; one answer per message, in order.
+///
+/// Two round trips whatever the batch size: `BEGIN` goes out with the
+/// reads, `COMMIT` with the writes (tokio-postgres pipelines statements
+/// sent together; they run in order). On any failure the connection is
+/// dropped instead of going back to the pool, which rolls back whatever
+/// was open.
 async fn store_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
+    let client = pool.get().await?;
+    let outcome = store_batch_on(&client, batch).await;
+    if outcome.is_err() {
+        drop(deadpool_postgres::Object::take(client));
+    }
+    outcome
+}
+
+async fn store_batch_on(
+    tx: &deadpool_postgres::Object,
+    batch: &[&NewMessage],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     let mut ids: Vec<i64> = batch.iter().map(|m| m.channel_id.0).collect();
     ids.sort_unstable();
     ids.dedup();
-    let known = read_channels(&tx, &ids, batch).await?;
+    let known = read_channels(tx, &ids, batch).await?;
 
     let mut last = known.last.clone();
     let mut answers = Vec::with_capacity(batch.len());
@@ -175,19 +193,11 @@ async fn store_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<Ap
         }));
         rows.push(NewRow { message: m, id: *next, mentions });
     }
-    if !rows.is_empty() {
-        insert_rows(&tx, &rows).await?;
-        let (moved, to): (Vec<i64>, Vec<i64>) =
-            last.iter().filter(|(id, n)| known.last.get(id) != Some(n)).map(|(id, n)| (*id, *n)).unzip();
-        let statement = tx
-            .prepare_cached(
-                "UPDATE channels SET last_message_id = v.last \
-                 FROM unnest($1::bigint[], $2::bigint[]) AS v(id, last) WHERE channels.id = v.id",
-            )
-            .await?;
-        tx.execute(&statement, &[&moved, &to]).await?;
+    if rows.is_empty() {
+        tx.batch_execute("COMMIT").await?;
+    } else {
+        insert_rows(tx, &rows, &last, &known.last).await?;
     }
-    tx.commit().await?;
     Ok(answers)
 }
 
@@ -196,102 +206,129 @@ fn resend(message: Message) -> Appended {
     Appended { message, duplicate: true, mentions: Vec::new(), members: Vec::new() }
 }
 
+/// Reads what the batch needs in one round trip: the statements are sent
+/// together (tokio-postgres pipelines them) and run in order, the lock
+/// first, so the reads see the channels as locked.
 async fn read_channels(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Object,
     ids: &[i64],
     batch: &[&NewMessage],
 ) -> Result<Channels, StoreError> {
-    let mut known = Channels::default();
-    let lock = tx
-        .prepare_cached(
+    let stored_sql = format!(
+        "SELECT {} FROM messages m JOIN unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS k(channel_id, sender_id, cmid) \
+           ON m.channel_id = k.channel_id AND m.sender_id = k.sender_id AND m.client_msg_id = k.cmid",
+        super::MESSAGE_COLS
+    );
+    let (lock, members, stored, blocks) = tokio::try_join!(
+        tx.prepare_cached(
             "SELECT id, direct_key IS NOT NULL, last_message_id FROM channels \
              WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        )
-        .await?;
-    for row in tx.query(&lock, &[&ids]).await? {
+        ),
+        tx.prepare_cached(
+            "SELECT m.channel_id, m.user_id, u.username FROM members m JOIN users u ON u.id = m.user_id \
+             WHERE m.channel_id = ANY($1) ORDER BY m.channel_id, m.user_id",
+        ),
+        tx.prepare_cached(&stored_sql),
+        // Blocks between the two members of each direct channel.
+        tx.prepare_cached(
+            "SELECT b.owner_id, b.blocked_id FROM channels c \
+             JOIN members one ON one.channel_id = c.id JOIN members two ON two.channel_id = c.id \
+             JOIN blocks b ON b.owner_id = one.user_id AND b.blocked_id = two.user_id \
+             WHERE c.id = ANY($1) AND c.direct_key IS NOT NULL",
+        ),
+    )?;
+    let channels: Vec<i64> = batch.iter().map(|m| m.channel_id.0).collect();
+    let senders: Vec<i64> = batch.iter().map(|m| m.sender_id.0).collect();
+    let client_ids: Vec<&[u8]> = batch.iter().map(|m| m.client_msg_id.as_bytes()).collect();
+    let by_id: [&Param<'_>; 1] = [&ids];
+    let by_key: [&Param<'_>; 3] = [&channels, &senders, &client_ids];
+    let (_, locked, member_rows, stored_rows, block_rows) = tokio::try_join!(
+        tx.batch_execute("BEGIN"),
+        tx.query(&lock, &by_id),
+        tx.query(&members, &by_id),
+        tx.query(&stored, &by_key),
+        tx.query(&blocks, &by_id),
+    )?;
+    let mut known = Channels::default();
+    for row in locked {
         let id: i64 = row.get(0);
         known.last.insert(id, row.get(2));
         if row.get::<_, bool>(1) {
             known.direct.insert(id);
         }
     }
-    let members = tx
-        .prepare_cached(
-            "SELECT m.channel_id, m.user_id, u.username FROM members m JOIN users u ON u.id = m.user_id \
-             WHERE m.channel_id = ANY($1) ORDER BY m.channel_id, m.user_id",
-        )
-        .await?;
-    for row in tx.query(&members, &[&ids]).await? {
+    for row in member_rows {
         known.members.entry(row.get(0)).or_default().push((UserId(row.get(1)), row.get(2)));
     }
-    let channels: Vec<i64> = batch.iter().map(|m| m.channel_id.0).collect();
-    let senders: Vec<i64> = batch.iter().map(|m| m.sender_id.0).collect();
-    let client_ids: Vec<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
-    let stored = tx
-        .prepare_cached(
-            &format!(
-                "SELECT {} FROM messages m JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS k(channel_id, sender_id, cmid) \
-               ON m.channel_id = k.channel_id AND m.sender_id = k.sender_id AND m.client_msg_id = k.cmid",
-                super::MESSAGE_COLS
-            ),
-        )
-        .await?;
-    for row in tx.query(&stored, &[&channels, &senders, &client_ids]).await? {
+    for row in stored_rows {
         let message = super::message_from(&row);
         known.stored.insert((message.channel_id.0, message.sender_id.0, message.client_msg_id.clone()), message);
     }
-    let direct_users: Vec<i64> =
-        known.direct.iter().flat_map(|id| known.members.get(id).into_iter().flatten().map(|(u, _)| u.0)).collect();
-    if !direct_users.is_empty() {
-        let blocks = tx
-            .prepare_cached("SELECT owner_id, blocked_id FROM blocks WHERE owner_id = ANY($1) AND blocked_id = ANY($1)")
-            .await?;
-        for row in tx.query(&blocks, &[&direct_users]).await? {
-            known.blocks.insert((row.get(0), row.get(1)));
-        }
+    for row in block_rows {
+        known.blocks.insert((row.get(0), row.get(1)));
     }
     Ok(known)
 }
 
-async fn insert_rows(tx: &deadpool_postgres::Transaction<'_>, rows: &[NewRow<'_>]) -> Result<(), StoreError> {
+/// Inserts the messages and their mentions, moves the channels' last ids
+/// and commits, the statements sent together (one round trip).
+async fn insert_rows(
+    tx: &deadpool_postgres::Object,
+    rows: &[NewRow<'_>],
+    last: &HashMap<i64, i64>,
+    before: &HashMap<i64, i64>,
+) -> Result<(), StoreError> {
     let channels: Vec<i64> = rows.iter().map(|r| r.message.channel_id.0).collect();
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let senders: Vec<i64> = rows.iter().map(|r| r.message.sender_id.0).collect();
-    let client_ids: Vec<&str> = rows.iter().map(|r| r.message.client_msg_id.as_str()).collect();
-    let texts: Vec<&str> = rows.iter().map(|r| r.message.text.as_str()).collect();
+    let client_ids: Vec<&[u8]> = rows.iter().map(|r| r.message.client_msg_id.as_bytes()).collect();
+    let texts: Vec<&[u8]> = rows.iter().map(|r| r.message.text.as_bytes()).collect();
     let created: Vec<i64> = rows.iter().map(|r| r.message.created_at).collect();
     let words: Vec<String> = rows.iter().map(|r| search::words(&r.message.text).join(" ")).collect();
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO messages (channel_id, message_id, sender_id, client_msg_id, text, created_at, search) \
-             SELECT c, m, s, k, t, a, array_to_tsvector(string_to_array(w, ' ')) \
-             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[]) \
-               AS v(c, m, s, k, t, a, w) \
-             RETURNING channel_id, message_id, feed_id",
-        )
-        .await?;
-    let inserted = tx.query(&insert, &[&channels, &ids, &senders, &client_ids, &texts, &created, &words]).await?;
-    if rows.iter().all(|r| r.mentions.is_empty()) {
-        return Ok(());
-    }
-    let feed: HashMap<(i64, i64), i64> = inserted.iter().map(|row| ((row.get(0), row.get(1)), row.get(2))).collect();
-    let (mut m_channels, mut m_ids, mut m_users, mut m_feed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut m_channels, mut m_ids, mut m_users) = (Vec::new(), Vec::new(), Vec::new());
     for row in rows {
         for user in &row.mentions {
-            let channel = row.message.channel_id.0;
-            m_channels.push(channel);
+            m_channels.push(row.message.channel_id.0);
             m_ids.push(row.id);
             m_users.push(user.0);
-            m_feed.push(feed.get(&(channel, row.id)).copied().unwrap_or_default());
         }
     }
-    let mentions = tx
-        .prepare_cached(
+    let (moved, to): (Vec<i64>, Vec<i64>) =
+        last.iter().filter(|(id, n)| before.get(id) != Some(n)).map(|(id, n)| (*id, *n)).unzip();
+    let (insert, mentions, advance) = tokio::try_join!(
+        tx.prepare_cached(
+            "INSERT INTO messages (channel_id, message_id, sender_id, client_msg_id, text, created_at, search) \
+             SELECT c, m, s, k, t, a, array_to_tsvector(string_to_array(w, ' ')) \
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::bigint[], $7::text[]) \
+               AS v(c, m, s, k, t, a, w)",
+        ),
+        // Runs after the insert (same connection, in order): the feed ids exist.
+        tx.prepare_cached(
             "INSERT INTO mentions (channel_id, message_id, user_id, feed_id) \
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])",
-        )
-        .await?;
-    tx.execute(&mentions, &[&m_channels, &m_ids, &m_users, &m_feed]).await?;
+             SELECT v.c, v.m, v.u, msg.feed_id FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(c, m, u) \
+             JOIN messages msg ON msg.channel_id = v.c AND msg.message_id = v.m",
+        ),
+        tx.prepare_cached(
+            "UPDATE channels SET last_message_id = v.last \
+             FROM unnest($1::bigint[], $2::bigint[]) AS v(id, last) WHERE channels.id = v.id",
+        ),
+    )?;
+    let message_params: [&Param<'_>; 7] = [&channels, &ids, &senders, &client_ids, &texts, &created, &words];
+    let mention_params: [&Param<'_>; 3] = [&m_channels, &m_ids, &m_users];
+    let advance_params: [&Param<'_>; 2] = [&moved, &to];
+    let mention_rows = async {
+        if m_users.is_empty() {
+            Ok(0)
+        } else {
+            tx.execute(&mentions, &mention_params).await
+        }
+    };
+    tokio::try_join!(
+        tx.execute(&insert, &message_params),
+        mention_rows,
+        tx.execute(&advance, &advance_params),
+        tx.batch_execute("COMMIT"),
+    )?;
     Ok(())
 }
 

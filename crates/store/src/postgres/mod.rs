@@ -51,7 +51,7 @@ pub struct PgConfig {
 
 impl PgConfig {
     pub fn new(url: &str) -> PgConfig {
-        PgConfig { url: url.to_owned(), pool_size: 16, writers: 2 }
+        PgConfig { url: url.to_owned(), pool_size: 16, writers: 4 }
     }
 }
 
@@ -70,14 +70,19 @@ fn user_from(row: &Row) -> User {
     User { id: UserId(row.get(0)), username: row.get(1), display_name: row.get(2), created_at: row.get(3) }
 }
 
+/// Client-chosen text stored as bytes (see the schema).
+fn text_of(row: &Row, column: usize) -> String {
+    String::from_utf8_lossy(row.get::<_, &[u8]>(column)).into_owned()
+}
+
 /// A row of `MESSAGE_COLS`.
 fn message_from(row: &Row) -> Message {
     Message {
         channel_id: ChannelId(row.get(0)),
         message_id: MessageId(row.get(1)),
         sender_id: UserId(row.get(2)),
-        client_msg_id: row.get(3),
-        text: row.get(4),
+        client_msg_id: text_of(row, 3),
+        text: text_of(row, 4),
         created_at: row.get(5),
         mentioned: false,
     }
@@ -439,7 +444,7 @@ impl Store for PgStore {
         let row = self
             .row(
                 "INSERT INTO devices (user_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-                &[&d.user_id.0, &d.name, &d.token_hash, &d.created_at],
+                &[&d.user_id.0, &d.name.as_deref().map(str::as_bytes), &d.token_hash, &d.created_at],
             )
             .await?
             .ok_or(StoreError::NotFound)?;
@@ -888,10 +893,10 @@ impl Store for PgStore {
         Ok(rows.iter().map(|r| UserId(r.get(0))).collect())
     }
 
-    async fn set_last_active(&self, user: UserId, at_ms: i64) -> Result<()> {
+    async fn set_last_active(&self, users: &[UserId], at_ms: i64) -> Result<()> {
         self.execute(
-            "UPDATE users SET last_active_at = greatest(coalesce(last_active_at, 0), $2) WHERE id = $1",
-            &[&user.0, &at_ms],
+            "UPDATE users SET last_active_at = greatest(coalesce(last_active_at, 0), $2) WHERE id = ANY($1)",
+            &[&ids(users), &at_ms],
         )
         .await?;
         Ok(())

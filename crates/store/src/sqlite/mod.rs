@@ -439,8 +439,9 @@ impl Store for SqliteStore {
         self.read(move |c| queries::presence_audience(c, user)).await
     }
 
-    async fn set_last_active(&self, user: UserId, at_ms: i64) -> Result<(), StoreError> {
-        self.write(move |c| queries::set_last_active(c, user, at_ms)).await
+    async fn set_last_active(&self, users: &[UserId], at_ms: i64) -> Result<(), StoreError> {
+        let users = users.to_vec();
+        self.write(move |c| queries::set_last_active(c, &users, at_ms)).await
     }
 
     async fn last_active(&self, users: &[UserId]) -> Result<Vec<(UserId, Option<i64>)>, StoreError> {

@@ -676,9 +676,12 @@ pub fn presence_audience(c: &Connection, user: UserId) -> Result<Vec<UserId>> {
     .collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn set_last_active(c: &Connection, user: UserId, at_ms: i64) -> Result<()> {
-    c.prepare_cached("UPDATE users SET last_active_at = max(coalesce(last_active_at, 0), ?2) WHERE id = ?1")?
-        .execute(params![user.0, at_ms])?;
+pub fn set_last_active(c: &Connection, users: &[UserId], at_ms: i64) -> Result<()> {
+    let mut update =
+        c.prepare_cached("UPDATE users SET last_active_at = max(coalesce(last_active_at, 0), ?2) WHERE id = ?1")?;
+    for user in users {
+        update.execute(params![user.0, at_ms])?;
+    }
     Ok(())
 }
 
