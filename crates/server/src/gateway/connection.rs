@@ -271,12 +271,9 @@ impl Connection {
         // Read after subscribing: a device logged out (or an account
         // disabled) before this read is seen here; after it, the bus
         // event closes us. Either way no revoked token stays connected.
-        let loaded = async {
-            let user = store.active_session(session).await?;
-            let channels = store.channels_of(session.user_id).await?;
-            Ok::<_, chinwag_store::StoreError>((user, channels))
-        };
-        let (user, channels) = match loaded.await {
+        // Both reads at once: one round trip's wait on a remote store.
+        let loaded = tokio::try_join!(store.active_session(session), store.channels_of(session.user_id));
+        let (user, channels) = match loaded {
             Ok((Some(user), channels)) => (user, channels),
             Ok((None, _)) => return Err(Closing(Some((POLICY, "token revoked or account disabled")))),
             Err(e) => {

@@ -128,7 +128,10 @@ impl LocalPostgres {
             .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
             .arg(format!("unix_socket_directories={}", self.dir.path().display()))
-            .args(["-c", &format!("fsync={fsync}"), "-c", "max_connections=200", "-c", "shared_buffers=256MB"])
+            .args(["-c", &format!("fsync={fsync}"), "-c", "max_connections=200", "-c", "shared_buffers=1GB"])
+            // Checkpoints far apart (as a production server is tuned): no
+            // burst of full-page writes every few seconds under load.
+            .args(["-c", "max_wal_size=8GB", "-c", "checkpoint_timeout=15min"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -1119,7 +1119,27 @@ pub mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::fresh_store;
+    use super::testing::{fresh_database, fresh_store};
+    use super::{PgConfig, PgStore};
 
     crate::store_contract_tests!(fresh_store);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_starting_together_migrate_once() {
+        let url = fresh_database().await;
+        let config = PgConfig::new(&url);
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let config = config.clone();
+                tokio::spawn(async move { PgStore::connect(&config, None).await.map(|_| ()) })
+            })
+            .collect();
+        for start in starts {
+            start.await.unwrap().expect("every node starts");
+        }
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let versions: i64 = client.query_one("SELECT count(*) FROM schema_version", &[]).await.unwrap().get(0);
+        assert_eq!(versions, 1, "each migration recorded once");
+    }
 }
