@@ -138,15 +138,14 @@ async fn serve(settings: Settings) -> Result<()> {
     };
     let admin_listener = bind_admin_socket(&data_dir).await?;
     let metrics = Arc::new(Metrics::default());
-    let observer = Box::new(CommitMetrics(metrics.clone()));
     let store: Arc<dyn chinwag_store::Store> = match &settings.store {
-        Some(url) => {
-            let config = PgConfig::new(url);
-            Arc::new(PgStore::connect(&config, Some(observer)).await.context("connecting to PostgreSQL")?)
-        }
+        Some(url) => Arc::new(connect_postgres(&PgConfig::new(url), &metrics).await?),
         None => Arc::new(
-            SqliteStore::open_observed(&SqliteConfig::in_dir(&data_dir), Some(observer))
-                .with_context(|| format!("opening the store in {}", data_dir.display()))?,
+            SqliteStore::open_observed(
+                &SqliteConfig::in_dir(&data_dir),
+                Some(Box::new(CommitMetrics(metrics.clone()))),
+            )
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?,
         ),
     };
     let tcp = tokio::net::TcpListener::bind(settings.listen())
@@ -198,6 +197,22 @@ async fn serve(settings: Settings) -> Result<()> {
     app.store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Connects to PostgreSQL, waiting up to 30 s for a server that is not up
+/// yet (nodes and database often start together).
+async fn connect_postgres(config: &PgConfig, metrics: &Arc<Metrics>) -> Result<PgStore> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match PgStore::connect(config, Some(Box::new(CommitMetrics(metrics.clone())))).await {
+            Ok(store) => return Ok(store),
+            Err(chinwag_store::StoreError::Unavailable(why)) if std::time::Instant::now() < deadline => {
+                tracing::warn!(%why, "waiting for PostgreSQL");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context("connecting to PostgreSQL"),
+        }
+    }
 }
 
 /// The operator's socket in the data directory, readable by its owner

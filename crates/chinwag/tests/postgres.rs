@@ -107,3 +107,29 @@ async fn a_postgres_restart_under_load_loses_and_duplicates_nothing() {
     drop(server);
     drop(pg);
 }
+
+/// A node that starts before its database waits for it instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_before_postgres_waits_for_it() {
+    let (mut pg, url) = tokio::task::spawn_blocking(|| {
+        let pg = LocalPostgres::start(false).expect("start PostgreSQL");
+        let url = pg.create_database("late").expect("create database");
+        (pg, url)
+    })
+    .await
+    .unwrap();
+    pg.stop_now();
+    let comes_back = std::thread::spawn(move || {
+        #[allow(clippy::disallowed_methods, reason = "a plain thread, not the runtime")]
+        std::thread::sleep(Duration::from_secs(2));
+        pg.start_again().expect("start PostgreSQL again");
+        pg
+    });
+    let server = tokio::task::spawn_blocking(move || TestServer::start_with(&["--store", &url])).await.unwrap();
+    let pg = comes_back.join().unwrap();
+    let (alice, _bob, channel) = server.alice_and_bob().await;
+    let (mut ws, _) = server.connect(&alice.token).await;
+    assert_eq!(ws.send_text(channel, "late-1", "hello").await["type"], "ack");
+    drop(server);
+    drop(pg);
+}

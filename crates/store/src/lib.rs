@@ -6,6 +6,7 @@
 //! This crate must not know about sockets, the bus or HTTP.
 
 mod error;
+mod paging;
 pub mod postgres;
 pub mod sqlite;
 mod types;

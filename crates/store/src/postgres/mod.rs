@@ -15,6 +15,7 @@ pub mod local;
 mod schema;
 mod search;
 
+use crate::paging::{self, feed_page, Budget, Run};
 use crate::{
     Account, Appended, BackupInfo, BoxFuture, ChannelState, CommitObserver, Credentials, FeedPage, HistoryQuery,
     MemberAdded, NewDevice, NewGroup, NewMessage, NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery,
@@ -246,27 +247,9 @@ async fn lock_with_room<C: GenericClient>(client: &C, id: ChannelId) -> Result<(
     Ok(())
 }
 
-struct Run {
-    lower: i64,
-    upper: i64,
-    descending: bool,
-    limit: u32,
-    budget: Budget,
-}
-
-/// Encoded bytes a run may hold (see `chinwag_proto::pages`).
-#[derive(Clone, Copy)]
-enum Budget {
-    /// A whole page: at least one message, so paging always moves.
-    Page(usize),
-    /// What another run of the same page left: possibly nothing.
-    Rest(usize),
-}
-
 impl PgStore {
     async fn message_run(&self, id: ChannelId, viewer: UserId, run: Run) -> Result<(Vec<Message>, bool)> {
-        let Run { lower, upper, descending, limit, budget } = run;
-        let order = if descending { "DESC" } else { "ASC" };
+        let order = if run.descending { "DESC" } else { "ASC" };
         let rows = self
             .rows(
                 &format!(
@@ -274,37 +257,11 @@ impl PgStore {
                      WHERE m.channel_id = $2 AND m.message_id > $3 AND m.message_id < $4 \
                      ORDER BY m.message_id {order} LIMIT $5"
                 ),
-                &[&viewer.0, &id.0, &lower, &upper, &(i64::from(limit) + 1)],
+                &[&viewer.0, &id.0, &run.lower, &run.upper, &(i64::from(run.limit) + 1)],
             )
             .await?;
-        let mut messages: Vec<Message> = rows.iter().map(|r| viewed_from(r).0).collect();
-        let mut more = messages.len() > limit as usize;
-        messages.truncate(limit as usize);
-        more |= match budget {
-            Budget::Page(bytes) => chinwag_proto::pages::truncate_to_page(&mut messages, bytes),
-            Budget::Rest(bytes) => {
-                let fit = chinwag_proto::pages::fitting_in(&messages, bytes);
-                let cut = fit < messages.len();
-                messages.truncate(fit);
-                cut
-            }
-        };
-        if descending {
-            messages.reverse();
-        }
-        Ok((messages, more))
+        Ok(run.finish(rows.iter().map(|r| viewed_from(r).0).collect()))
     }
-}
-
-/// The first `limit` rows (newest first) that fit in a page, with the
-/// cursor to continue from when more may follow.
-fn feed_page(mut rows: Vec<(Message, i64)>, limit: u32) -> FeedPage {
-    let mut more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let (mut messages, cursors): (Vec<Message>, Vec<i64>) = rows.into_iter().unzip();
-    more |= chinwag_proto::pages::truncate_to_page(&mut messages, PAGE_MAX_BYTES);
-    let next_before = if more { cursors.get(messages.len().wrapping_sub(1)).copied() } else { None };
-    FeedPage { messages, next_before }
 }
 
 fn outbox_from(row: &Row) -> OutboxItem {
@@ -804,8 +761,7 @@ impl Store for PgStore {
                 // rest of the page's bytes.
                 let older_limit = limit / 2;
                 let (newer, newer_more) = run(center.0 - 1, i64::MAX, false, limit - older_limit, full).await?;
-                let used: usize = newer.iter().map(|m| chinwag_proto::pages::encoded_len(m) + 1).sum();
-                let rest = Budget::Rest(PAGE_MAX_BYTES.saturating_sub(used));
+                let rest = paging::rest_after(&newer);
                 let (mut older, older_more) = if older_limit > 0 {
                     run(0, center.0, true, older_limit, rest).await?
                 } else {

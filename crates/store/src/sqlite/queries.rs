@@ -2,6 +2,7 @@
 //! on a connection owned by a store thread; writes run inside the writer's
 //! batch transaction, so a function's statements are atomic together.
 
+use crate::paging::{self, feed_page, Budget, Run};
 use crate::{
     Account, Appended, ChannelState, Credentials, FeedPage, HistoryQuery, MemberAdded, NewDevice, NewGroup, NewMessage,
     NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery, Session, StoreError,
@@ -536,52 +537,22 @@ fn record_mentions(c: &Connection, m: &NewMessage, rowid: i64) -> Result<Vec<Use
     Ok(mentioned)
 }
 
-struct Run {
-    lower: i64,
-    upper: i64,
-    descending: bool,
-    limit: u32,
-    budget: Budget,
-}
-
-/// Encoded bytes a run may hold (see `chinwag_proto::pages`).
-#[derive(Clone, Copy)]
-enum Budget {
-    /// A whole page: at least one message, so paging always moves.
-    Page(usize),
-    /// What another run of the same page left: possibly nothing.
-    Rest(usize),
-}
-
 fn message_run(c: &Connection, id: ChannelId, viewer: UserId, run: Run) -> Result<(Vec<Message>, bool)> {
-    let Run { lower, upper, descending, limit, budget } = run;
-    let order = if descending { "DESC" } else { "ASC" };
-    let mut messages: Vec<Message> = c
+    let order = if run.descending { "DESC" } else { "ASC" };
+    let messages: Vec<Message> = c
         .prepare_cached(&format!(
             "SELECT {VIEWED_MESSAGE} FROM messages m \
              WHERE m.channel_id = ?1 AND m.message_id > ?2 AND m.message_id < ?3 \
              ORDER BY m.message_id {order} LIMIT ?4"
         ))?
         .query_map(
-            rusqlite::named_params! {"?1": id.0, "?2": lower, "?3": upper, "?4": i64::from(limit) + 1, "?9": viewer.0},
+            rusqlite::named_params! {
+                "?1": id.0, "?2": run.lower, "?3": run.upper, "?4": i64::from(run.limit) + 1, "?9": viewer.0
+            },
             |row| viewed_message_from(row).map(|(m, _)| m),
         )?
         .collect::<rusqlite::Result<_>>()?;
-    let mut more = messages.len() > limit as usize;
-    messages.truncate(limit as usize);
-    more |= match budget {
-        Budget::Page(bytes) => chinwag_proto::pages::truncate_to_page(&mut messages, bytes),
-        Budget::Rest(bytes) => {
-            let fit = chinwag_proto::pages::fitting_in(&messages, bytes);
-            let cut = fit < messages.len();
-            messages.truncate(fit);
-            cut
-        }
-    };
-    if descending {
-        messages.reverse();
-    }
-    Ok((messages, more))
+    Ok(run.finish(messages))
 }
 
 pub fn messages(c: &Connection, id: ChannelId, query: HistoryQuery, limit: u32, viewer: UserId) -> Result<Page> {
@@ -603,8 +574,7 @@ pub fn messages(c: &Connection, id: ChannelId, query: HistoryQuery, limit: u32, 
             // rest of the page's bytes.
             let older_limit = limit / 2;
             let (newer, newer_more) = run(center.0 - 1, i64::MAX, false, limit - older_limit, full)?;
-            let used: usize = newer.iter().map(|m| chinwag_proto::pages::encoded_len(m) + 1).sum();
-            let rest = Budget::Rest(PAGE_MAX_BYTES.saturating_sub(used));
+            let rest = paging::rest_after(&newer);
             let (mut older, older_more) = if older_limit > 0 {
                 run(0, center.0, true, older_limit, rest)?
             } else {
@@ -701,17 +671,6 @@ pub fn last_active(c: &Connection, users: &[UserId]) -> Result<Vec<(UserId, Opti
 fn fts_query(terms: &[String]) -> String {
     let quoted: Vec<String> = terms.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect();
     format!("{}*", quoted.join(" "))
-}
-
-/// The first `limit` rows (newest first) that fit in a page, with the
-/// cursor to continue from when more may follow.
-fn feed_page(mut rows: Vec<(Message, i64)>, limit: u32) -> FeedPage {
-    let mut more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let (mut messages, cursors): (Vec<Message>, Vec<i64>) = rows.into_iter().unzip();
-    more |= chinwag_proto::pages::truncate_to_page(&mut messages, PAGE_MAX_BYTES);
-    let next_before = if more { cursors.get(messages.len().wrapping_sub(1)).copied() } else { None };
-    FeedPage { messages, next_before }
 }
 
 pub fn search(c: &Connection, viewer: UserId, q: &SearchQuery) -> Result<FeedPage> {
