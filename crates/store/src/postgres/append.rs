@@ -219,15 +219,19 @@ async fn read_channels(
            ON m.channel_id = k.channel_id AND m.sender_id = k.sender_id AND m.client_msg_id = k.cmid",
         super::MESSAGE_COLS
     );
+    // Usernames only matter when some text may mention someone.
+    let members_sql = if batch.iter().any(|m| m.text.contains('@')) {
+        "SELECT m.channel_id, m.user_id, u.username FROM members m JOIN users u ON u.id = m.user_id \
+         WHERE m.channel_id = ANY($1) ORDER BY m.channel_id, m.user_id"
+    } else {
+        "SELECT channel_id, user_id, '' FROM members WHERE channel_id = ANY($1) ORDER BY channel_id, user_id"
+    };
     let (lock, members, stored, blocks) = tokio::try_join!(
         tx.prepare_cached(
             "SELECT id, direct_key IS NOT NULL, last_message_id FROM channels \
              WHERE id = ANY($1) ORDER BY id FOR UPDATE",
         ),
-        tx.prepare_cached(
-            "SELECT m.channel_id, m.user_id, u.username FROM members m JOIN users u ON u.id = m.user_id \
-             WHERE m.channel_id = ANY($1) ORDER BY m.channel_id, m.user_id",
-        ),
+        tx.prepare_cached(members_sql),
         tx.prepare_cached(&stored_sql),
         // Blocks between the two members of each direct channel.
         tx.prepare_cached(
