@@ -165,8 +165,7 @@ async fn serve(settings: Settings) -> Result<()> {
         None => None,
     };
     let scheme = if config.tls { "https" } else { "http" };
-    let vapid = VapidKeys::load_or_create(&data_dir, &config.vapid_subject).context("loading the VAPID key")?;
-    let webhook_secret = notifier::load_or_create_secret(&data_dir).context("loading the webhook secret")?;
+    let (vapid, webhook_secret) = shared_push_secrets(&*store, &data_dir, &config.vapid_subject).await?;
     let backends = Backends {
         store,
         bus: Arc::new(LocalBus::new()),
@@ -197,6 +196,23 @@ async fn serve(settings: Settings) -> Result<()> {
     app.store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The push keys every node must share: this node's files (made on first
+/// start) offer them, and the store keeps the first node's, so pushes from
+/// any node of a cluster verify with one public key.
+async fn shared_push_secrets(
+    store: &dyn chinwag_store::Store,
+    data_dir: &std::path::Path,
+    subject: &str,
+) -> Result<(VapidKeys, Vec<u8>)> {
+    VapidKeys::load_or_create(data_dir, subject).context("loading the VAPID key")?;
+    let local_vapid = std::fs::read_to_string(data_dir.join("vapid.key")).context("reading the VAPID key")?;
+    let local_webhook = notifier::load_or_create_secret(data_dir).context("loading the webhook secret")?;
+    let local_webhook = String::from_utf8(local_webhook).context("reading the webhook secret")?;
+    let vapid = store.shared_secret("vapid.key", local_vapid.trim()).await.context("sharing the VAPID key")?;
+    let webhook = store.shared_secret("webhook.secret", &local_webhook).await.context("sharing the webhook secret")?;
+    Ok((VapidKeys::from_text(&vapid, subject).context("the shared VAPID key")?, webhook.into_bytes()))
 }
 
 /// Connects to PostgreSQL, waiting up to 30 s for a server that is not up

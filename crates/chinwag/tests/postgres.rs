@@ -133,3 +133,36 @@ async fn a_node_started_before_postgres_waits_for_it() {
     drop(server);
     drop(pg);
 }
+
+/// Two nodes on one database sign pushes with one VAPID key, whichever
+/// node's files were made first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_one_database_share_their_push_keys() {
+    let (pg, url) = tokio::task::spawn_blocking(|| {
+        let pg = LocalPostgres::start(false).expect("start PostgreSQL");
+        let url = pg.create_database("shared").expect("create database");
+        (pg, url)
+    })
+    .await
+    .unwrap();
+    let one = TestServer::start_with(&["--store", &url]);
+    let two = TestServer::start_with(&["--store", &url]);
+    let key = |server: &TestServer| {
+        let server_base = server.base.clone();
+        let http = server.http.clone();
+        async move {
+            let answer: serde_json::Value =
+                http.get(format!("{server_base}/v1/push/vapid-public-key")).send().await.unwrap().json().await.unwrap();
+            answer["public_key"].as_str().unwrap().to_owned()
+        }
+    };
+    let (first, second) = (key(&one).await, key(&two).await);
+    assert!(!first.is_empty());
+    assert_eq!(first, second, "both nodes hand out the same VAPID key");
+    // Each node made its own file, but the store's copy (the first) rules.
+    let files: Vec<String> =
+        [&one, &two].iter().map(|s| std::fs::read_to_string(s.data_dir().join("vapid.key")).unwrap()).collect();
+    assert_ne!(files[0], files[1], "the nodes' own files differ");
+    drop((one, two));
+    drop(pg);
+}

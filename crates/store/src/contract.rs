@@ -99,6 +99,28 @@ pub async fn client_text_is_kept_byte_for_byte(store: &dyn Store) {
         .unwrap();
 }
 
+pub async fn shared_secrets_are_created_once(store: &dyn Store) {
+    assert_eq!(store.shared_secret("vapid.key", "first").await.unwrap(), "first");
+    assert_eq!(store.shared_secret("vapid.key", "second").await.unwrap(), "first", "the first value stays");
+    assert_eq!(store.shared_secret("webhook.secret", "other").await.unwrap(), "other", "names are separate");
+}
+
+/// Nodes starting together agree on one value.
+pub async fn conflicting_first_secrets(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.shared_secret("race", &format!("node-{i}")).await.unwrap() })
+        })
+        .collect();
+    let mut values = Vec::new();
+    for task in tasks {
+        values.push(task.await.unwrap());
+    }
+    values.dedup();
+    assert_eq!(values.len(), 1, "{values:?}");
+}
+
 pub async fn disabling_revokes_every_token(store: &dyn Store) {
     let (a, b) = two_users(store).await;
     for (n, owner) in [(1u8, a), (2, a), (3, b)] {
@@ -832,6 +854,7 @@ macro_rules! store_contract_tests {
             }
             case!(users_and_devices);
             case!(client_text_is_kept_byte_for_byte);
+            case!(shared_secrets_are_created_once);
             case!(disabling_revokes_every_token);
             case!(direct_channels_are_one_per_pair);
             case!(groups_and_members);
@@ -862,6 +885,7 @@ macro_rules! store_contract_tests {
             shared_case!(concurrent_appends_have_no_gaps);
             shared_case!(refused_writes_leave_no_trace);
             shared_case!(push_claims_are_exclusive);
+            shared_case!(conflicting_first_secrets);
         }
     };
 }

@@ -208,6 +208,11 @@ pub trait Store: Send + Sync + 'static {
     /// Drops a queued notification for good (given up).
     async fn push_dropped(&self, id: i64) -> Result<(), StoreError>;
 
+    /// A secret every node of a deployment must share (the VAPID key, the
+    /// webhook signing secret): the stored value of `name`, or `candidate`
+    /// stored as it when there is none yet (the first node to ask wins).
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError>;
+
     /// Finishes pending writes and stops; later calls fail with `Closed`.
     async fn close(&self);
 }

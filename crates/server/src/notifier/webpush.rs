@@ -111,6 +111,17 @@ impl VapidKeys {
         Ok(Self::from_secret(secret, subject))
     }
 
+    /// The keys from a private key in the text form of `vapid.key` (as the
+    /// store shares it between nodes).
+    pub fn from_text(text: &str, subject: &str) -> std::io::Result<VapidKeys> {
+        let secret = B64
+            .decode(text.trim())
+            .ok()
+            .and_then(|bytes| SecretKey::from_slice(&bytes).ok())
+            .ok_or_else(|| std::io::Error::other("not a VAPID key"))?;
+        Ok(Self::from_secret(secret, subject))
+    }
+
     pub fn from_secret(secret: SecretKey, subject: &str) -> VapidKeys {
         let public_b64 = B64.encode(secret.public_key().to_encoded_point(false).as_bytes());
         VapidKeys { signing: SigningKey::from(secret), public_b64, subject: subject.to_owned() }

@@ -1017,6 +1017,15 @@ impl Store for PgStore {
         Ok(())
     }
 
+    /// Two statements: the `SELECT` must see a row another node inserted
+    /// while this insert waited on it.
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
+        self.execute("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&name, &candidate])
+            .await?;
+        let row = self.row("SELECT value FROM secrets WHERE name = $1", &[&name]).await?;
+        Ok(row.ok_or(StoreError::NotFound)?.get(0))
+    }
+
     /// Stops taking appends, lets the writers store what is queued, then
     /// closes the pool.
     async fn close(&self) {
@@ -1096,6 +1105,6 @@ mod tests {
         let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
         let versions: i64 = client.query_one("SELECT count(*) FROM schema_version", &[]).await.unwrap().get(0);
-        assert_eq!(versions, 1, "each migration recorded once");
+        assert_eq!(versions, 2, "each migration recorded once");
     }
 }

@@ -512,6 +512,11 @@ impl Store for SqliteStore {
         self.write(move |c| queries::push_dropped(c, id)).await
     }
 
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError> {
+        let (name, candidate) = (name.to_owned(), candidate.to_owned());
+        self.write(move |c| queries::shared_secret(c, &name, &candidate)).await
+    }
+
     async fn close(&self) {
         let (done, closed) = oneshot::channel();
         if self.writes.send_async(WriterMsg::Shutdown(done)).await.is_ok() {

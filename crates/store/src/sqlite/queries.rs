@@ -843,3 +843,9 @@ pub fn push_dropped(c: &Connection, id: i64) -> Result<()> {
     c.prepare_cached("DELETE FROM push_outbox WHERE id = ?1")?.execute([id])?;
     Ok(())
 }
+
+pub fn shared_secret(c: &Connection, name: &str, candidate: &str) -> Result<String> {
+    c.prepare_cached("INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)")?
+        .execute(params![name, candidate])?;
+    Ok(c.prepare_cached("SELECT value FROM secrets WHERE name = ?1")?.query_row([name], |row| row.get(0))?)
+}

@@ -142,6 +142,12 @@ CREATE INDEX invitations_by_user ON invitations(user_id, created_at);
     r#"
 ALTER TABLE push_outbox ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+CREATE TABLE secrets (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 fn pragmas(conn: &Connection) -> Result<(), StoreError> {
