@@ -46,15 +46,20 @@ async fn send_until_acked(
     (acked, errors)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_restart_under_load_loses_and_duplicates_nothing() {
-    let (mut pg, url) = tokio::task::spawn_blocking(|| {
+/// A private PostgreSQL with one empty database, and its URL.
+async fn private_database(name: &'static str) -> (LocalPostgres, String) {
+    tokio::task::spawn_blocking(move || {
         let pg = LocalPostgres::start(false).expect("start PostgreSQL");
-        let url = pg.create_database("chat").expect("create database");
+        let url = pg.create_database(name).expect("create database");
         (pg, url)
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_under_load_loses_and_duplicates_nothing() {
+    let (mut pg, url) = private_database("chat").await;
     let server = TestServer::start_with(&["--store", &url, "--send-rate-per-s", "100000", "--send-burst", "100000"]);
     let (alice, bob, channel) = server.alice_and_bob().await;
     let (a, _) = server.connect(&alice.token).await;
@@ -111,13 +116,7 @@ async fn a_postgres_restart_under_load_loses_and_duplicates_nothing() {
 /// A node that starts before its database waits for it instead of failing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_before_postgres_waits_for_it() {
-    let (mut pg, url) = tokio::task::spawn_blocking(|| {
-        let pg = LocalPostgres::start(false).expect("start PostgreSQL");
-        let url = pg.create_database("late").expect("create database");
-        (pg, url)
-    })
-    .await
-    .unwrap();
+    let (mut pg, url) = private_database("late").await;
     pg.stop_now();
     let comes_back = std::thread::spawn(move || {
         #[allow(clippy::disallowed_methods, reason = "a plain thread, not the runtime")]
@@ -138,13 +137,7 @@ async fn a_node_started_before_postgres_waits_for_it() {
 /// node's files were made first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_on_one_database_share_their_push_keys() {
-    let (pg, url) = tokio::task::spawn_blocking(|| {
-        let pg = LocalPostgres::start(false).expect("start PostgreSQL");
-        let url = pg.create_database("shared").expect("create database");
-        (pg, url)
-    })
-    .await
-    .unwrap();
+    let (pg, url) = private_database("shared").await;
     let one = TestServer::start_with(&["--store", &url]);
     let two = TestServer::start_with(&["--store", &url]);
     let key = |server: &TestServer| {

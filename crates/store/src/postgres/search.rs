@@ -10,9 +10,7 @@ use unicode_normalization::UnicodeNormalization;
 
 /// The words of `text`, folded, each once.
 pub fn words(text: &str) -> Vec<String> {
-    let folded: String = text.nfkd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).collect();
-    let mut words: Vec<String> =
-        folded.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_owned).collect();
+    let mut words = words_in_order(text);
     words.sort();
     words.dedup();
     words
