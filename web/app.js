@@ -3,6 +3,7 @@
 // `state` (state.js) and asks render.js to show them; api.js and
 // socket.js talk to the server.
 
+import { wireUploads, uploadsBusy, readyUploads, clearUploads } from './uploads.js';
 import { state, clearSession, savePending, loadPending, bucket } from './state.js';
 import { api, hooks, user, userByName, loadLimits } from './api.js';
 import { conn } from './socket.js';
@@ -50,7 +51,9 @@ async function onReady(f) {
 }
 
 function sendFrame(cmid, p) {
-  return conn.send({ type: 'send', client_msg_id: cmid, channel_id: p.channelId, text: p.text });
+  const frame = { type: 'send', client_msg_id: cmid, channel_id: p.channelId, text: p.text };
+  if (p.files && p.files.length) frame.attachments = p.files.map((f) => f.id);
+  return conn.send(frame);
 }
 
 function resendPending() {
@@ -290,14 +293,17 @@ function send() {
   const id = state.current;
   const max = state.limits.text_max_chars;
   $('composer-error').textContent = '';
-  if (!text.trim() || id == null) return;
+  if (uploadsBusy()) { $('composer-error').textContent = 'Wait for the uploads to finish, or cancel them.'; return; }
+  const files = readyUploads();
+  if ((!text.trim() && !files.length) || id == null) return;
   if ([...text].length > max) { $('composer-error').textContent = `A message holds at most ${max} characters.`; return; }
   const cmid = crypto.randomUUID();
-  const p = { channelId: id, text, state: 'pending', at: Date.now() };
+  const p = { channelId: id, text: files.length && !text.trim() ? '' : text, files, state: 'pending', at: Date.now() };
   state.pending.set(cmid, p);
   savePending();
   sendFrame(cmid, p);
   box.value = '';
+  clearUploads();
   renderMessages(true);
 }
 
@@ -463,7 +469,17 @@ function wire() {
   $('messages').addEventListener('click', (ev) => {
     const button = ev.target.closest('.retry');
     if (button) retry(button.dataset.cmid);
+    const photo = ev.target.closest('.photo[data-full]');
+    if (photo) {
+      ev.preventDefault();
+      $('viewer-image').src = photo.dataset.full;
+      $('viewer-image').alt = photo.querySelector('img').alt;
+      $('viewer').showModal();
+    }
   });
+  $('viewer-close').addEventListener('click', () => $('viewer').close());
+  $('viewer').addEventListener('click', (ev) => { if (ev.target === $('viewer')) $('viewer').close(); });
+  wireUploads();
   $('messages').addEventListener('scroll', () => { if ($('messages').scrollTop < 40) loadOlder(); });
   $('search-form').addEventListener('submit', (ev) => { ev.preventDefault(); search($('search-input').value).catch(showSidebarError); });
   $('search-results').addEventListener('click', (ev) => {

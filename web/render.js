@@ -10,6 +10,7 @@
 import {
   state, knownName, peerOf, channelName, unread, presenceText, seenBy,
 } from './state.js';
+import { formatSize } from './uploads.js';
 
 export const $ = (id) => document.getElementById(id);
 
@@ -45,6 +46,12 @@ function reconcile(parent, entries) {
 }
 
 // ---------- conversations ----------
+
+// A message in one line: its files, then its text.
+function previewText(msg) {
+  const files = (msg.attachments || []).map((f) => (f.width ? '📷 Photo' : `📎 ${f.name}`));
+  return [...files, msg.text].filter(Boolean).join(' ').slice(0, 120);
+}
 
 function lastActivity(c) { return (c.preview && c.preview.created_at) || c.created_at; }
 
@@ -89,7 +96,7 @@ export function renderConversations() {
     const peer = peerOf(c);
     const shown = {
       name: channelName(c),
-      preview: c.preview ? c.preview.text.slice(0, 120) : (c.kind === 'direct' ? presenceText(peer) : 'No messages yet'),
+      preview: c.preview ? previewText(c.preview) : (c.kind === 'direct' ? presenceText(peer) : 'No messages yet'),
       unread: unread(c),
       online: c.kind === 'direct' && state.presence.get(peer)?.status === 'online',
       current: c.id === state.current,
@@ -146,11 +153,14 @@ function messageItem(c, msg, shown) {
   const text = document.createElement('div');
   text.className = 'text';
   text.textContent = msg.text;
+  text.hidden = !msg.text;
   const meta = document.createElement('div');
   meta.className = 'meta';
   const time = msg.created_at ? new Date(msg.created_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : '';
   meta.textContent = shown.mine ? `${time} · ${shown.status}` : time;
-  li.append(text, meta);
+  li.append(text);
+  if (msg.attachments && msg.attachments.length) li.append(filesOf(msg.attachments));
+  li.append(meta);
   if (shown.status === 'failed') {
     const retry = document.createElement('button');
     retry.type = 'button';
@@ -161,6 +171,43 @@ function messageItem(c, msg, shown) {
     meta.append(retry);
   }
   return li;
+}
+
+// Images as their thumbnails, at their final size from the start (the
+// list does not jump as they load), opening the full image; other files
+// as cards with name, size and a download link.
+function filesOf(files) {
+  const box = document.createElement('div');
+  box.className = 'files';
+  for (const f of files) {
+    if (f.thumbnail_url && f.width && f.height) {
+      const link = document.createElement('a');
+      link.className = 'photo';
+      link.href = f.url;
+      link.dataset.full = f.url;
+      const img = document.createElement('img');
+      const scale = Math.min(1, 320 / Math.max(f.width, f.height));
+      img.width = Math.max(1, Math.round(f.width * scale));
+      img.height = Math.max(1, Math.round(f.height * scale));
+      img.alt = f.name;
+      img.src = f.thumbnail_url;
+      link.append(img);
+      box.append(link);
+    } else {
+      const card = document.createElement(f.url ? 'a' : 'span');
+      card.className = 'file';
+      if (f.url) { card.href = f.url; card.download = f.name; }
+      const name = document.createElement('span');
+      name.className = 'name';
+      name.textContent = `📎 ${f.name}`;
+      const size = document.createElement('span');
+      size.className = 'size';
+      size.textContent = formatSize(f.size);
+      card.append(name, size);
+      box.append(card);
+    }
+  }
+  return box;
 }
 
 function messageEntry(c, msg, shown) {
@@ -188,7 +235,7 @@ export function renderMessages(stickToBottom) {
   for (const [cmid, p] of pend) {
     if (p.messageId && m.ids.has(p.messageId)) continue;
     const status = p.state === 'failed' ? 'failed' : (p.messageId ? 'sent' : 'pending');
-    const msg = { client_msg_id: cmid, text: p.text, sender_id: state.me.id };
+    const msg = { client_msg_id: cmid, text: p.text, sender_id: state.me.id, attachments: p.files || [] };
     entries.push(messageEntry(c, msg, { mine: true, status, who: '', error: p.error }));
   }
   reconcile(box, entries);

@@ -1,22 +1,53 @@
-// The WebSocket half: authenticate, heartbeat, reconnect with jittered
-// backoff. Frames go to `handlers.frame`; the rest of the client never
-// touches the socket.
+// The WebSocket half: pick a gateway through discovery, authenticate,
+// heartbeat, reconnect with jittered backoff (to the next gateway listed
+// when one fails). Frames go to `handlers.frame`; the rest of the client
+// never touches the socket.
 
 import { state } from './state.js';
+import { api } from './api.js';
 
 export const conn = {
   ws: null, attempt: 0, pingTimer: null, lastHeard: 0, interval: 5000, ready: false, stopped: false,
+  // Gateway URLs from discovery, least loaded first; `next` indexes the
+  // one to try next (past the end: ask discovery again).
+  gateways: [], next: 0, url: null,
   // Set by the app: frame(f), signedOut(), status(text).
   handlers: { frame: () => {}, signedOut: () => {}, status: () => {} },
 
-  start() {
+  async start() {
     this.stopped = false;
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${scheme}://${location.host}/v1/ws`);
+    const url = await this.pickGateway();
+    if (this.stopped) return;
+    this.url = url;
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (_) {   // refused outright, e.g. by the page's security policy
+      this.lost(null);
+      return;
+    }
     this.ws = ws;
     ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token: state.token }));
     ws.onmessage = (e) => { this.lastHeard = Date.now(); this.handlers.frame(JSON.parse(e.data)); };
-    ws.onclose = (e) => this.lost(e);
+    ws.onclose = (e) => { if (this.ws === ws) this.lost(e); };
+  },
+
+  // The next gateway listed; after the last one, a fresh list from
+  // discovery with the one that just failed moved to the end (a dead
+  // gateway stays listed for a few seconds). The page's own host when
+  // discovery cannot be asked.
+  async pickGateway() {
+    if (this.next >= this.gateways.length) {
+      const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+      let urls = [];
+      try { urls = (await api('GET', '/v1/discovery')).servers.map((s) => s.ws_url); } catch (_) { /* below */ }
+      if (this.url && urls.length > 1 && urls.includes(this.url)) {
+        urls = urls.filter((u) => u !== this.url).concat([this.url]);
+      }
+      this.gateways = urls.length ? urls : [`${scheme}://${location.host}/v1/ws`];
+      this.next = 0;
+    }
+    return this.gateways[this.next++];
   },
 
   lost(e) {
@@ -40,6 +71,8 @@ export const conn = {
   onReady(interval) {
     this.ready = true;
     this.attempt = 0;
+    // Once this socket ends, ask discovery afresh.
+    this.next = this.gateways.length;
     this.interval = interval;
     clearInterval(this.pingTimer);
     this.pingTimer = setInterval(() => {
@@ -50,3 +83,12 @@ export const conn = {
 
   stop() { this.stopped = true; clearInterval(this.pingTimer); if (this.ws) this.ws.close(); },
 };
+
+// A gateway that joined after this page was loaded is outside the page's
+// security policy: while no socket is up, load the page again for a
+// policy that names it (the session is kept).
+document.addEventListener('securitypolicyviolation', (e) => {
+  if (e.effectiveDirective === 'connect-src' && /^wss?:/.test(e.blockedURI) && !conn.ready && !conn.stopped) {
+    setTimeout(() => { if (!conn.ready) location.reload(); }, 1000);
+  }
+});

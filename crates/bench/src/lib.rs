@@ -6,9 +6,15 @@
 //! server's own RSS), `direct` (pairs chatting: max throughput against the
 //! bare relay of the same run, then latency at a fixed open-loop rate),
 //! `group` (groups of up to 100: deliveries per second), `reconnect`
-//! (connection churn while messages flow). Every scenario reports lost,
+//! (connection churn while messages flow), `media` (upload throughput,
+//! and what an attachment adds to a message). Every scenario reports lost,
 //! duplicated, out-of-order and gap counts, which must be zero.
+//!
+//! Given a store and bus for a cluster (`BenchArgs::cluster`), `direct` and
+//! `group` run again through a cluster of two gateways with the clients
+//! spread over both, reported beside the single node's figures.
 
+mod cluster;
 mod fsync;
 mod load;
 mod relay;
@@ -16,6 +22,8 @@ mod report;
 mod scenarios;
 mod server;
 mod stats;
+
+pub use cluster::ClusterBackends;
 
 use anyhow::{bail, Context, Result};
 use chinwag_client::Api;
@@ -41,8 +49,8 @@ pub struct BenchArgs {
     /// Data directory for the server this tool starts (default: a temp dir).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Comma-separated: idle, direct, group, reconnect.
-    #[arg(long, default_value = "idle,direct,group,reconnect", value_delimiter = ',')]
+    /// Comma-separated: idle, direct, group, reconnect, media.
+    #[arg(long, default_value = "idle,direct,group,reconnect,media", value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Seconds of load per measured run.
     #[arg(long, default_value_t = 10.0)]
@@ -76,6 +84,15 @@ pub struct BenchArgs {
     /// Reconnecting members in `reconnect`.
     #[arg(long, default_value_t = 50)]
     pub churners: usize,
+    /// Files uploaded in `media`.
+    #[arg(long, default_value_t = 32)]
+    pub media_files: usize,
+    /// Bytes per file in `media`.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub media_file_bytes: usize,
+    /// Messages with an attachment in `media` (and as many without).
+    #[arg(long, default_value_t = 500)]
+    pub media_messages: usize,
     /// Bytes of text per message.
     #[arg(long, default_value_t = 64)]
     pub payload_bytes: usize,
@@ -97,6 +114,10 @@ pub struct BenchArgs {
     /// Extra arguments for the server this tool starts.
     #[arg(long, allow_hyphen_values = true)]
     pub server_arg: Vec<String>,
+    /// Engines for a cluster (set by the binary's `--cluster`): `direct`
+    /// and `group` also run through a cluster of two gateways on them.
+    #[arg(skip)]
+    pub cluster: Option<ClusterBackends>,
 }
 
 impl BenchArgs {
@@ -112,6 +133,9 @@ impl BenchArgs {
             self.connections = self.connections.min(100);
             self.idle_users = self.idle_users.min(10);
             self.churners = self.churners.min(4);
+            self.media_files = self.media_files.min(4);
+            self.media_file_bytes = self.media_file_bytes.min(64 * 1024);
+            self.media_messages = self.media_messages.min(20);
         }
     }
 
@@ -141,6 +165,7 @@ pub async fn run(mut args: BenchArgs, exe: &Path) -> Result<Report> {
         if args.wants("group") { args.groups * args.group_size } else { 0 },
         if args.wants("reconnect") { args.churners + 1 } else { 0 },
         if args.wants("idle") { args.idle_users } else { 0 },
+        if args.wants("media") { 2 } else { 0 },
     ]
     .into_iter()
     .max()
@@ -153,24 +178,12 @@ pub async fn run(mut args: BenchArgs, exe: &Path) -> Result<Report> {
     if args.wants("idle") {
         report.scenarios.push(idle(&args, &base, &users, &server, exe).await?);
     }
+    let single = Deployment { api: api.clone(), gateways: vec![base.clone()], label: "", cluster: None };
     if args.wants("direct") {
-        report.scenarios.extend(direct(&args, &api, &base, &users, duration).await?);
+        report.scenarios.extend(direct(&args, &single, &users, duration, !args.no_relay).await?);
     }
     if args.wants("group") {
-        let bar = progress("group", duration.as_millis() as u64);
-        let run = scenarios::RunShape {
-            pace: Pace::Open { rate_per_s: args.group_rate },
-            payload_bytes: args.payload_bytes,
-            duration,
-        };
-        let members = &users[..args.groups * args.group_size];
-        let outcome = scenarios::group(&api, &base, members, args.group_size, run, &bar).await?;
-        bar.finish_and_clear();
-        let params = format!(
-            "{} groups of {} members, all sending, {} msgs/s open loop, {} s",
-            args.groups, args.group_size, args.group_rate, args.duration_s
-        );
-        report.scenarios.push(load_report("group", params, &outcome));
+        report.scenarios.push(group(&args, &single, &users, duration).await?);
     }
     if args.wants("reconnect") {
         let bar = progress("reconnect", duration.as_millis() as u64);
@@ -193,6 +206,12 @@ pub async fn run(mut args: BenchArgs, exe: &Path) -> Result<Report> {
             }),
             curves: vec![("connect→ready".into(), churn.ready)],
         });
+    }
+    if args.wants("media") {
+        report.scenarios.push(media(&args, &api, &base, &users, &server).await?);
+    }
+    if let Some(backends) = &args.cluster {
+        report.scenarios.extend(through_a_cluster(&args, exe, backends, pool_size, duration).await?);
     }
     if let Some(path) = &args.chart {
         report.chart(path).map_err(|e| anyhow::anyhow!("drawing the chart: {e}"))?;
@@ -245,19 +264,177 @@ fn load_report(name: &str, params: String, o: &LoadOutcome) -> ScenarioReport {
     }
 }
 
-async fn direct(
+/// Upload throughput, and a message's ack with an attachment beside one
+/// without.
+async fn media(
     args: &BenchArgs,
     api: &Api,
     base: &str,
     users: &[BenchUser],
+    server: &ServerUnderTest,
+) -> Result<ScenarioReport> {
+    // The server's memory, sampled while files stream in.
+    let pid = server.pid();
+    let before = pid.and_then(server::rss_of);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampling = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(pid.and_then(server::rss_of).unwrap_or(0));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            peak
+        }
+    });
+    let bar = progress("media", args.media_files as u64);
+    let outcome =
+        scenarios::media(api, base, users, args.media_files, args.media_file_bytes, args.media_messages, &bar).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampling.await.ok();
+    let o = outcome?;
+    bar.finish_and_clear();
+    let secs = o.elapsed.as_secs_f64().max(1e-9);
+    Ok(ScenarioReport {
+        name: "media".into(),
+        params: format!(
+            "{} uploads of {} bytes, 4 at a time; then {} messages with one attachment and {} without, one at a time",
+            args.media_files, args.media_file_bytes, args.media_messages, args.media_messages
+        ),
+        messages_per_s: None,
+        deliveries_per_s: None,
+        send_ack: Some(o.with_file.summary()),
+        send_deliver: None,
+        correctness: o.correctness,
+        notes: serde_json::json!({
+            "uploads_per_s": (o.uploads as f64 / secs * 10.0).round() / 10.0,
+            "upload_mib_per_s": (o.bytes as f64 / secs / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            "upload": o.upload.summary(),
+            "ack_with_attachment": o.with_file.summary(),
+            "ack_without": o.plain.summary(),
+            // How far the server's peak memory rose (meaningful when this
+            // scenario runs alone: earlier ones may have set the peak).
+            "server_rss_growth_bytes_peak": before.zip(peak).map(|(b, p)| p.saturating_sub(b)),
+        }),
+        curves: vec![
+            ("upload".into(), o.upload),
+            ("send→ack with a file".into(), o.with_file),
+            ("send→ack plain".into(), o.plain),
+        ],
+    })
+}
+
+/// Where load goes: the API (users, channels) and the gateways the
+/// clients spread over (the one server of a single node).
+struct Deployment<'a> {
+    api: Api,
+    gateways: Vec<String>,
+    /// Before each scenario's name: "" on the single node.
+    label: &'static str,
+    /// The cluster, whose gateways count what crosses the bus.
+    cluster: Option<&'a cluster::BenchCluster>,
+}
+
+impl Deployment<'_> {
+    /// Events sent between gateways so far (0 on a single node).
+    async fn routed_events(&self) -> Result<u64> {
+        match self.cluster {
+            Some(cluster) => cluster.routed_events().await,
+            None => Ok(0),
+        }
+    }
+
+    /// Runs `load` and reports it as `name`; on a cluster, with the bus
+    /// crossings per acknowledged message.
+    async fn measure(
+        &self,
+        name: &str,
+        params: String,
+        load: impl std::future::Future<Output = Result<LoadOutcome>>,
+    ) -> Result<(ScenarioReport, LoadOutcome)> {
+        let before = self.routed_events().await?;
+        let outcome = load.await?;
+        let params = match self.gateways.len() {
+            1 => params,
+            n => format!("{params}, clients spread over {n} gateways"),
+        };
+        let mut report = load_report(&format!("{}{name}", self.label), params, &outcome);
+        if self.cluster.is_some() {
+            let routed = self.routed_events().await? - before;
+            let per_message = (routed as f64 / outcome.acked.max(1) as f64 * 100.0).round() / 100.0;
+            report.notes["routed_events_per_message"] = serde_json::json!(per_message);
+        }
+        Ok((report, outcome))
+    }
+}
+
+/// `direct` and `group` through a cluster of two gateways, on users of
+/// its own; each message's crossings between gateways are counted.
+async fn through_a_cluster(
+    args: &BenchArgs,
+    exe: &Path,
+    backends: &ClusterBackends,
+    pool_size: usize,
     duration: Duration,
+) -> Result<Vec<ScenarioReport>> {
+    if !args.wants("direct") && !args.wants("group") {
+        return Ok(Vec::new());
+    }
+    let cluster = cluster::BenchCluster::start(exe, backends, 2).await?;
+    let api = Api::new(&cluster.api.base_url);
+    let spinner = progress("cluster users", pool_size as u64);
+    let run_id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let users = scenarios::make_users(&api, &format!("c{run_id}"), pool_size).await?;
+    spinner.finish_and_clear();
+    let deployment = Deployment { api, gateways: cluster.gateway_urls(), label: "cluster ", cluster: Some(&cluster) };
+    let mut reports = Vec::new();
+    if args.wants("direct") {
+        reports.extend(direct(args, &deployment, &users, duration, false).await?);
+    }
+    if args.wants("group") {
+        reports.push(group(args, &deployment, &users, duration).await?);
+    }
+    Ok(reports)
+}
+
+/// Groups of up to 100, every member sending.
+async fn group(
+    args: &BenchArgs,
+    to: &Deployment<'_>,
+    users: &[BenchUser],
+    duration: Duration,
+) -> Result<ScenarioReport> {
+    let bar = progress("group", duration.as_millis() as u64);
+    let run = scenarios::RunShape {
+        pace: Pace::Open { rate_per_s: args.group_rate },
+        payload_bytes: args.payload_bytes,
+        duration,
+    };
+    let members = &users[..args.groups * args.group_size];
+    let params = format!(
+        "{} groups of {} members, all sending, {} msgs/s open loop, {} s",
+        args.groups, args.group_size, args.group_rate, args.duration_s
+    );
+    let load = scenarios::group(&to.api, &to.gateways, members, args.group_size, run, &bar);
+    let (report, _) = to.measure("group", params, load).await?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+async fn direct(
+    args: &BenchArgs,
+    to: &Deployment<'_>,
+    users: &[BenchUser],
+    duration: Duration,
+    with_relay: bool,
 ) -> Result<Vec<ScenarioReport>> {
     let pairs = &users[..args.pairs * 2];
     let shape = |pace| scenarios::RunShape { pace, payload_bytes: args.payload_bytes, duration };
     let closed = shape(Pace::Closed { window: args.window });
     let mut reports = Vec::new();
     let mut relay_rate = None;
-    if !args.no_relay {
+    if with_relay {
         let relay_url = relay::start().await?;
         let bar = progress("relay", duration.as_millis() as u64);
         let o = scenarios::direct_relay(&relay_url, args.pairs, closed, &bar).await?;
@@ -270,27 +447,22 @@ async fn direct(
         reports.push(load_report("direct-relay", params, &o));
     }
     let bar = progress("direct max", duration.as_millis() as u64);
-    let max = scenarios::direct(api, base, pairs, closed, &bar).await?;
+    let params =
+        format!("{} pairs, window {} per sender, durable store, {} s", args.pairs, args.window, args.duration_s);
+    let load = scenarios::direct(&to.api, &to.gateways, pairs, closed, &bar);
+    let (mut max_report, max) = to.measure("direct-max", params, load).await?;
     bar.finish_and_clear();
     let rate = max.acked as f64 / max.elapsed.as_secs_f64();
-    let mut max_report = load_report(
-        "direct-max",
-        format!("{} pairs, window {} per sender, durable store, {} s", args.pairs, args.window, args.duration_s),
-        &max,
-    );
     if let Some(relay) = relay_rate {
         max_report.notes["fraction_of_relay"] = serde_json::json!((rate / relay * 1000.0).round() / 1000.0);
     }
     reports.push(max_report);
     // Fresh channels for the latency run, so ids start over.
     let bar = progress("direct rate", duration.as_millis() as u64);
-    let timed = scenarios::direct(api, base, pairs, shape(Pace::Open { rate_per_s: args.rate }), &bar).await?;
+    let params = format!("{} pairs, {} msgs/s open loop, {} s", args.pairs, args.rate, args.duration_s);
+    let load = scenarios::direct(&to.api, &to.gateways, pairs, shape(Pace::Open { rate_per_s: args.rate }), &bar);
+    reports.push(to.measure("direct-rate", params, load).await?.0);
     bar.finish_and_clear();
-    reports.push(load_report(
-        "direct-rate",
-        format!("{} pairs, {} msgs/s open loop, {} s", args.pairs, args.rate, args.duration_s),
-        &timed,
-    ));
     Ok(reports)
 }
 

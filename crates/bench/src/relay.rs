@@ -121,6 +121,7 @@ async fn serve(ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, ro
                         text: body,
                         created_at,
                         mentioned: false,
+                        attachments: Vec::new(),
                     };
                     let targets = routes.members.get(&channel_id).cloned().unwrap_or_default();
                     let message_id = message.message_id;

@@ -40,7 +40,11 @@ impl Report {
         if let Some(f) = self.fsync_per_s {
             out += &format!("disk:    {f:.0} fsync/s (durability floor)\n");
         }
-        out += "\nscenario          msgs/s   deliv/s  ack p50/p99/p99.9/max ms         deliver p50/p99/p99.9/max ms     lost dup ooo gap\n";
+        let width = self.scenarios.iter().map(|s| s.name.len()).max().unwrap_or(0).max(16);
+        out += &format!(
+            "\n{:<width$}   msgs/s   deliv/s  ack p50/p99/p99.9/max ms         deliver p50/p99/p99.9/max ms     lost dup ooo gap\n",
+            "scenario"
+        );
         let lat = |l: &Option<Latency>| match l {
             Some(l) => format!("{:6.2} {:7.2} {:7.2} {:8.2}", l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms),
             None => format!("{:>31}", "-"),
@@ -49,7 +53,7 @@ impl Report {
         for s in &self.scenarios {
             let c = &s.correctness;
             out += &format!(
-                "{:<16} {:>8} {:>9}  {}  {}  {:>4} {:>3} {:>3} {:>3}\n",
+                "{:<width$} {:>8} {:>9}  {}  {}  {:>4} {:>3} {:>3} {:>3}\n",
                 s.name,
                 num(s.messages_per_s),
                 num(s.deliveries_per_s),

@@ -44,16 +44,19 @@ pub async fn make_users(api: &Api, prefix: &str, n: usize) -> Result<Vec<BenchUs
     Ok(users)
 }
 
-/// Connects one client per token, many at a time.
+/// Connects one client per token, many at a time; client `i` goes to
+/// `gateways[i % gateways.len()]` (base URLs), so the two sides of a pair
+/// (and a group's members) are spread over the gateways of a cluster.
 pub async fn connect_all(
-    base_url: &str,
+    gateways: &[String],
     tokens: &[String],
     bind: impl Fn(usize) -> Option<IpAddr>,
 ) -> Result<Vec<Client>> {
+    anyhow::ensure!(!gateways.is_empty(), "no gateway to connect to");
     let gate = Arc::new(Semaphore::new(256));
     let mut tasks = Vec::new();
     for (i, token) in tokens.iter().enumerate() {
-        let mut config = ClientConfig::new(base_url, token);
+        let mut config = ClientConfig::new(&gateways[i % gateways.len()], token);
         config.bind_ip = bind(i);
         config.event_queue = 8192;
         let gate = gate.clone();
@@ -87,7 +90,7 @@ pub struct RunShape {
 /// `pairs` pairs of users, each pair chatting in its direct channel.
 pub async fn direct(
     api: &Api,
-    base_url: &str,
+    gateways: &[String],
     users: &[BenchUser],
     run: RunShape,
     progress: &ProgressBar,
@@ -97,13 +100,13 @@ pub async fn direct(
         let channel = api.direct(&pair[0].token, pair[1].id).await?.id;
         channel_of.extend([channel, channel]);
     }
-    run_members(base_url, users, channel_of, run, Duration::from_secs(10), progress).await
+    run_members(gateways, users, channel_of, run, Duration::from_secs(10), progress).await
 }
 
 /// Connects `users[i]`, who sends into `channel_of[i]`, and runs the load;
 /// deliveries may drain for `drain` afterwards.
 async fn run_members(
-    base_url: &str,
+    gateways: &[String],
     users: &[BenchUser],
     channel_of: Vec<ChannelId>,
     run: RunShape,
@@ -111,7 +114,7 @@ async fn run_members(
     progress: &ProgressBar,
 ) -> Result<LoadOutcome> {
     let tokens: Vec<String> = users.iter().take(channel_of.len()).map(|u| u.token.clone()).collect();
-    let clients = connect_all(base_url, &tokens, |_| None).await?;
+    let clients = connect_all(gateways, &tokens, |_| None).await?;
     let participants = clients
         .into_iter()
         .zip(channel_of)
@@ -123,7 +126,7 @@ async fn run_members(
 /// The same pairs against the bare relay (no HTTP: ids made up).
 pub async fn direct_relay(relay_url: &str, pairs: usize, run: RunShape, progress: &ProgressBar) -> Result<LoadOutcome> {
     let tokens: Vec<String> = (0..pairs * 2).map(|i| format!("relay:{}:{}", i + 1, i / 2 + 1)).collect();
-    let clients = connect_all(relay_url, &tokens, |_| None).await?;
+    let clients = connect_all(&[relay_url.to_owned()], &tokens, |_| None).await?;
     let participants = clients
         .into_iter()
         .enumerate()
@@ -135,7 +138,7 @@ pub async fn direct_relay(relay_url: &str, pairs: usize, run: RunShape, progress
 /// Groups of `size` members, every member sending.
 pub async fn group(
     api: &Api,
-    base_url: &str,
+    gateways: &[String],
     users: &[BenchUser],
     size: usize,
     run: RunShape,
@@ -147,7 +150,7 @@ pub async fn group(
         let channel = api.group(&members[0].token, "bench group", &ids).await?.id;
         channel_of.extend(std::iter::repeat_n(channel, size));
     }
-    run_members(base_url, users, channel_of, run, Duration::from_secs(15), progress).await
+    run_members(gateways, users, channel_of, run, Duration::from_secs(15), progress).await
 }
 
 /// Idle connections and what they cost the server.
@@ -171,7 +174,7 @@ pub async fn idle(
 ) -> Result<(IdleOutcome, Vec<Client>)> {
     let before = server_pid.and_then(rss_of);
     let start = Instant::now();
-    let clients = connect_all(base_url, tokens, |i| spread_bind(first_index + i)).await?;
+    let clients = connect_all(&[base_url.to_owned()], tokens, |i| spread_bind(first_index + i)).await?;
     let connect_seconds = start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = server_pid.and_then(rss_of);
@@ -333,4 +336,92 @@ async fn read_channel(
             _ = tokio::time::sleep_until(until) => break,
         }
     }
+}
+
+/// What the `media` scenario measured.
+#[derive(Debug, Default)]
+pub struct MediaOutcome {
+    pub uploads: usize,
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// Upload request → 201.
+    pub upload: Hist,
+    /// Send → ack of a message with one attachment, and of one without.
+    pub with_file: Hist,
+    pub plain: Hist,
+    pub correctness: Correctness,
+}
+
+/// Uploads `files` files of `size` bytes, `parallel` at a time, then sends
+/// `messages` messages with one of them attached and as many without,
+/// alternately, each after the previous one's ack; the reader must get
+/// every one with its attachment.
+pub async fn media(
+    api: &Api,
+    base_url: &str,
+    users: &[BenchUser],
+    files: usize,
+    size: usize,
+    messages: usize,
+    progress: &ProgressBar,
+) -> Result<MediaOutcome> {
+    let (sender, reader) = (&users[0], &users[1]);
+    let channel = api.direct(&sender.token, reader.id).await?.id;
+    let body = bytes::Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let gate = Arc::new(Semaphore::new(4));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..files {
+        let (api, gate, body, token) = (api.clone(), gate.clone(), body.clone(), sender.token.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await;
+            let at = Instant::now();
+            let upload = api.upload(&token, &format!("bench-{i}.bin"), "application/octet-stream", body).await;
+            (upload, at.elapsed())
+        }));
+    }
+    let mut outcome = MediaOutcome::default();
+    let mut ids = Vec::new();
+    for task in tasks {
+        let (upload, took) = task.await?;
+        let upload = upload.context("uploading a benchmark file")?;
+        outcome.upload.record(took);
+        outcome.bytes += upload.size;
+        ids.push(upload.id);
+        progress.inc(1);
+    }
+    outcome.uploads = ids.len();
+    outcome.elapsed = started.elapsed();
+
+    let writer = Client::connect(ClientConfig::new(base_url, &sender.token)).await?;
+    let mut reader_client = Client::connect(ClientConfig::new(base_url, &reader.token)).await?;
+    let target = Target::Channel(channel);
+    for i in 0..messages {
+        let at = Instant::now();
+        let id = &ids[i % ids.len()];
+        writer.send_files(target, "", std::slice::from_ref(id)).await?;
+        outcome.with_file.record(at.elapsed());
+        let at = Instant::now();
+        writer.send(target, "plain").await?;
+        outcome.plain.record(at.elapsed());
+    }
+    // The reader gets every message, files included.
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen < messages * 2 && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(1), reader_client.next_event()).await {
+            Ok(Some(Event::Message(m))) => {
+                if m.text.is_empty() && m.attachments.len() != 1 {
+                    outcome.correctness.lost += 1;
+                }
+                seen += 1;
+            }
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => break,
+        }
+    }
+    outcome.correctness.lost += (messages * 2 - seen) as u64;
+    writer.close().await;
+    reader_client.close().await;
+    Ok(outcome)
 }

@@ -81,6 +81,11 @@ impl ServerUnderTest {
     pub fn rss_bytes(&self) -> Option<u64> {
         rss_of(self.pid?)
     }
+
+    /// The server's process id, when known.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
 }
 
 impl Drop for ServerUnderTest {

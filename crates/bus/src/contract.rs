@@ -1,11 +1,13 @@
-//! The behaviour every `Bus` backend must have, written once. A backend's
-//! test module calls `bus_contract_tests!(open)` with an async `open()`
-//! returning `(guard, bus)`; the guard keeps what the bus needs alive (a
-//! NATS server, say). A backend in another crate enables the
-//! `contract-tests` feature.
+//! The behaviour every backend of the bus crate's seams must have, written
+//! once. A backend's test module calls `bus_contract_tests!(open)` with an
+//! async `open()` returning `(guard, bus)`; the guard keeps what the bus
+//! needs alive (a NATS server, say). Likewise `presence_contract_tests!`
+//! (a presence with [`GRACE`], whose changes are being told) and
+//! `discovery_contract_tests!` (entries live [`DISCOVERY_TTL`]). A backend
+//! in another crate enables the `contract-tests` feature.
 #![allow(missing_docs)]
 
-use crate::{Bus, Event, NodeEvent};
+use crate::{Bus, Discovery, Event, GatewayInfo, NodeEvent, Presence, PresenceChange};
 use chinwag_proto::{ChannelId, UserId};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -105,6 +107,86 @@ pub async fn broadcasts_reach_every_subscriber(bus: &dyn Bus) {
     bus.broadcast(event.clone());
     assert!(next(&mut queues[2]).await.is_none(), "a dropped subscription's queue closes");
     assert_eq!(next(&mut queues[0]).await.unwrap(), event);
+}
+
+/// The offline grace a presence under test must have.
+pub const GRACE: Duration = Duration::from_millis(400);
+/// How long a discovery under test keeps an entry that is not renewed.
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(1);
+
+pub async fn presence_counts_sockets_and_tells_each_change_once(presence: &dyn Presence) {
+    let mut changes = presence.changes().expect("the first caller gets the changes");
+    assert!(presence.changes().is_none(), "one consumer");
+    let alice = chinwag_proto::UserId(71);
+    for _ in 0..3 {
+        presence.connection_opened(alice);
+    }
+    assert_eq!(next(&mut changes).await, Some(PresenceChange::Online { user_id: alice }));
+    assert_eq!(presence.connections_of(alice), 3);
+    assert!(presence.is_online(alice));
+    assert_eq!(presence.online_among(&[alice, UserId(72)]), vec![alice]);
+    assert!(presence.online_users().contains(&alice));
+    for _ in 0..3 {
+        presence.connection_closed(alice);
+    }
+    assert_eq!(presence.connections_of(alice), 0);
+    assert!(presence.is_online(alice), "online during the grace");
+    // Back within the grace: nothing to tell.
+    presence.connection_opened(alice);
+    tokio::time::sleep(GRACE * 2).await;
+    silent(&mut changes).await;
+    presence.connection_closed(alice);
+    match next(&mut changes).await {
+        Some(PresenceChange::Offline { user_id, last_active_at }) => {
+            assert_eq!(user_id, alice);
+            assert!(last_active_at > 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!presence.is_online(alice));
+    silent(&mut changes).await;
+}
+
+pub async fn discovery_lists_live_gateways_least_loaded_first(discovery: &dyn Discovery) {
+    let gateway = |id: &str, load| GatewayInfo { id: id.into(), ws_url: Some(format!("ws://{id}")), load };
+    discovery.announce(gateway("a", 9));
+    assert_eq!(discovery.live(), vec![gateway("a", 9)], "an announcement is seen at once");
+    discovery.announce(gateway("a", 2));
+    assert_eq!(discovery.live(), vec![gateway("a", 2)], "the newest announcement counts");
+    tokio::time::sleep(DISCOVERY_TTL + Duration::from_millis(300)).await;
+    assert!(discovery.live().is_empty(), "not renewed: expired");
+}
+
+/// Generates one `#[tokio::test]` per presence contract function.
+#[macro_export]
+macro_rules! presence_contract_tests {
+    ($open:path) => {
+        mod presence_contract_suite {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn presence_counts_sockets_and_tells_each_change_once() {
+                let (_guard, presence) = $open().await;
+                $crate::contract::presence_counts_sockets_and_tells_each_change_once(&presence).await;
+            }
+        }
+    };
+}
+
+/// Generates one `#[tokio::test]` per discovery contract function.
+#[macro_export]
+macro_rules! discovery_contract_tests {
+    ($open:path) => {
+        mod discovery_contract_suite {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn discovery_lists_live_gateways_least_loaded_first() {
+                let (_guard, discovery) = $open().await;
+                $crate::contract::discovery_lists_live_gateways_least_loaded_first(&discovery).await;
+            }
+        }
+    };
 }
 
 /// Generates one `#[tokio::test]` per contract function for a backend.

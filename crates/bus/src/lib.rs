@@ -20,6 +20,8 @@
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 mod discovery;
+/// The cluster backends: NATS core pub/sub and JetStream KV.
+pub mod nats;
 mod presence;
 mod ratelimit;
 mod registry;
@@ -55,6 +57,11 @@ pub enum Event {
     Presence { user_id: UserId, status: PresenceStatus, last_active_at: Option<i64> },
     /// A device's token was revoked: its connections must close.
     DeviceRevoked { device_id: DeviceId },
+    /// The channel's newest message is `last_message_id` (repeated for a
+    /// while after each message), so a connection that missed the last
+    /// ones of a burst notices and fills them from the store. Never
+    /// sent to clients.
+    ChannelHead { channel_id: ChannelId, last_message_id: MessageId },
 }
 
 /// One published event shared by every queue it lands in, with its wire
@@ -120,6 +127,24 @@ pub trait Bus: Send + Sync + 'static {
     /// This node's connections: for this node's load and per-node caps,
     /// never cluster-wide answers (those are `Presence`'s).
     fn local_registry(&self) -> &Arc<Registry>;
+
+    /// Whether events published now reach other nodes (a network bus that
+    /// lost its connection says no).
+    fn is_connected(&self) -> bool {
+        true
+    }
+
+    /// Whether events can be lost on the way (a network bus is at most
+    /// once): then stored messages are followed by channel head beacons.
+    fn may_lose_events(&self) -> bool {
+        false
+    }
+
+    /// Events sent to other nodes so far, one per node per event: what
+    /// crossed the network (0 for a bus in one process).
+    fn routed_events(&self) -> u64 {
+        0
+    }
 }
 
 /// The single-process bus: publishing is delivering.
@@ -164,5 +189,15 @@ mod tests {
         ((), super::LocalBus::new())
     }
 
+    async fn local_presence() -> ((), super::LocalPresence) {
+        ((), super::LocalPresence::new(crate::contract::GRACE))
+    }
+
+    async fn local_discovery() -> ((), super::LocalDiscovery) {
+        ((), super::LocalDiscovery::new(crate::contract::DISCOVERY_TTL))
+    }
+
     crate::bus_contract_tests!(local);
+    crate::presence_contract_tests!(local_presence);
+    crate::discovery_contract_tests!(local_discovery);
 }

@@ -83,6 +83,17 @@ impl Registry {
         }
     }
 
+    /// Drops every queue (their connections close and resync): for a bus
+    /// that lost events it cannot name.
+    pub fn close_all(&self) {
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let dropped: usize = shard.values().map(Vec::len).sum();
+            shard.clear();
+            self.connections.fetch_sub(dropped, Ordering::Relaxed);
+        }
+    }
+
     /// How many connections `user` has on this node.
     pub fn connections_of(&self, user: UserId) -> usize {
         self.shard(user).get(&user).map_or(0, Vec::len)
@@ -124,6 +135,11 @@ impl Broadcasts {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().push((id, queue));
         Subscription { registry: Unregister::Broadcasts(Arc::downgrade(self)), user: UserId(0), id }
+    }
+
+    /// Drops every queue (their followers start over).
+    pub fn close_all(&self) {
+        self.lock().clear();
     }
 
     /// Puts the event into every queue; a full or closed one is dropped.

@@ -1,9 +1,11 @@
 //! The `chinwag` binary: wires the backends to the roles and runs them.
 
 mod admin;
+mod cluster;
 mod settings;
 
 use anyhow::{Context, Result};
+use chinwag_bus::nats::{LocalNats, NatsCluster, NatsOptions};
 use chinwag_bus::{LocalBus, LocalDiscovery, LocalPresence, LocalRateLimiter};
 use chinwag_server::metrics::{CommitMetrics, Metrics};
 use chinwag_server::notifier::{self, webpush::VapidKeys};
@@ -44,7 +46,14 @@ enum Command {
         /// temp directory, fsync on) instead of the embedded store.
         #[arg(long, conflicts_with = "url")]
         private_postgres: bool,
+        /// Also run `direct` and `group` through a cluster (an api node, two
+        /// gateways, a presence node) on a private PostgreSQL and three
+        /// NATS servers. The single node then runs on that PostgreSQL too.
+        #[arg(long, conflicts_with = "url")]
+        cluster: bool,
     },
+    /// Start a whole cluster on this machine to try cluster mode (PostgreSQL, 3 NATS servers, SeaweedFS, 2 api nodes, 3 gateways, presence, notifier).
+    Cluster(cluster::ClusterArgs),
     /// Print the README's table of settings (made from their declarations).
     #[command(hide = true)]
     SettingsTable,
@@ -66,10 +75,10 @@ fn main() -> Result<()> {
     return_large_buffers_to_the_os();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
-        Command::Bench { mut args, private_postgres } => {
+        Command::Bench { mut args, private_postgres, cluster } => {
             let exe = std::env::current_exe().context("locating the chinwag binary")?;
             // Kept alive for the whole run, stopped on drop.
-            let _postgres = if private_postgres {
+            let postgres = if private_postgres || cluster {
                 let postgres = LocalPostgres::start(true).context("starting a private PostgreSQL")?;
                 let url = postgres.create_database("bench").context("creating the bench database")?;
                 args.server_arg.extend(["--store".to_owned(), url]);
@@ -77,10 +86,20 @@ fn main() -> Result<()> {
             } else {
                 None
             };
+            let _nats = match (&postgres, cluster) {
+                (Some(postgres), true) => {
+                    let nats = LocalNats::start(3).context("starting NATS")?;
+                    let store_url = postgres.create_database("bench_cluster").context("creating a database")?;
+                    args.cluster = Some(chinwag_bench::ClusterBackends { store_url, bus_urls: nats.urls() });
+                    Some(nats)
+                }
+                _ => None,
+            };
             runtime.block_on(chinwag_bench::run(args, &exe)).map(|_| ())
         }
         Command::BenchWorker(args) => runtime.block_on(chinwag_bench::worker(args)),
         Command::Admin(args) => runtime.block_on(admin::run(args)),
+        Command::Cluster(args) => runtime.block_on(cluster::run(args)),
         Command::SettingsTable => {
             print!("{}", settings::settings_table());
             Ok(())
@@ -129,8 +148,15 @@ fn raise_fd_limit() {
 }
 
 async fn serve(settings: Settings) -> Result<()> {
-    let config = settings.server_config()?;
+    let mut config = settings.server_config()?;
     let data_dir = settings.data_dir();
+    let node = settings.node_name.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
+    if !chinwag_bus::nats::valid_node_name(&node) {
+        anyhow::bail!("node_name: use letters, digits, '-' and '_' (at most 64)");
+    }
+    if settings.bus.is_some() && settings.store.is_none() {
+        anyhow::bail!("bus: the nodes of a cluster share one store: give --store postgres://...");
+    }
     keep_files_private();
     let tls = match settings.tls()? {
         Some((cert, key)) => Some(tls::server_config(cert, key).context("loading the TLS certificate")?),
@@ -165,19 +191,80 @@ async fn serve(settings: Settings) -> Result<()> {
         None => None,
     };
     let scheme = if config.tls { "https" } else { "http" };
+    if settings.bus.is_some() && config.roles.gateway && config.public_ws_url.is_none() {
+        // Discovery hands this URL to clients: a specific address is one.
+        anyhow::ensure!(
+            !addr.ip().is_unspecified(),
+            "public_ws_url: a gateway in a cluster listening on {addr} needs --public-ws-url (what clients connect to)"
+        );
+        let ws = if config.tls { "wss" } else { "ws" };
+        config.public_ws_url = Some(format!("{ws}://{addr}/v1/ws"));
+    }
     let (vapid, webhook_secret) = shared_push_secrets(&*store, &data_dir, &config.vapid_subject).await?;
+    let objects: Arc<dyn chinwag_media::ObjectStore> = match &settings.media_store {
+        Some(url) => Arc::new(chinwag_media::s3::connect(url, None).context("media_store")?),
+        None => {
+            if settings.bus.is_some() {
+                tracing::warn!("media files are kept per node: give every node one --media-store s3://... ");
+            }
+            Arc::new(chinwag_media::fs::open(&data_dir.join("media")).context("opening the media directory")?)
+        }
+    };
+    let media_key = store
+        .shared_secret("media_url_key", &hex::encode(rand::random::<[u8; 32]>()))
+        .await
+        .context("reading the media signing key")?;
+    let media_key = hex::decode(media_key).context("the stored media signing key")?;
+    // Media URLs in messages are absolute where the address clients use
+    // is known: a single node on a specific address, not behind a proxy.
+    let reachable_as_listening = config.trusted_proxies.is_empty() && !addr.ip().is_unspecified();
+    if config.public_url.is_none() && settings.bus.is_none() && reachable_as_listening {
+        config.public_url = Some(format!("{scheme}://{addr}"));
+    }
+    let local_limits: Arc<dyn chinwag_bus::RateLimiter> = Arc::new(LocalRateLimiter::default());
+    let cluster = match &settings.bus {
+        Some(urls) => {
+            let options = NatsOptions {
+                node: node.clone(),
+                lease_ttl: chinwag_server::DISCOVERY_TTL,
+                offline_grace: config.presence_offline_grace(),
+                lead_presence: config.roles.presence,
+            };
+            Some(NatsCluster::connect(urls, options).await.context("joining the cluster over NATS")?)
+        }
+        None => None,
+    };
+    // The seams a cluster shares go through NATS; one process keeps them.
+    let (bus, discovery, presence, account_limits): SharedSeams = match &cluster {
+        Some(cluster) => (
+            Arc::new(cluster.bus()),
+            Arc::new(cluster.discovery()),
+            Arc::new(cluster.presence()),
+            Arc::new(cluster.rate_limiter(local_limits)),
+        ),
+        None => (
+            Arc::new(LocalBus::new()),
+            Arc::new(LocalDiscovery::new(chinwag_server::DISCOVERY_TTL)),
+            Arc::new(LocalPresence::new(config.presence_offline_grace())),
+            local_limits,
+        ),
+    };
+    let push = notifier::Providers::new(
+        Arc::new(vapid),
+        webhook_secret,
+        notifier::addresses::AddressPolicy { allow_private: config.push_private_targets },
+    );
     let backends = Backends {
         store,
-        bus: Arc::new(LocalBus::new()),
-        discovery: Arc::new(LocalDiscovery::new(chinwag_server::DISCOVERY_TTL)),
-        presence: Arc::new(LocalPresence::new(config.presence_offline_grace())),
-        account_limits: Arc::new(LocalRateLimiter::default()),
+        bus,
+        discovery,
+        presence,
+        account_limits,
         metrics,
-        push: notifier::Providers::new(
-            Arc::new(vapid),
-            webhook_secret,
-            notifier::addresses::AddressPolicy { allow_private: config.push_private_targets },
-        ),
+        push,
+        node: node.clone(),
+        objects,
+        media_key,
     };
     let app = App::new(backends, config);
     tokio::spawn(stop_on_signal(app.clone()));
@@ -189,14 +276,27 @@ async fn serve(settings: Settings) -> Result<()> {
         tracing::info!(%at, "serving /metrics on its own listener");
         tokio::spawn(chinwag_server::serve_metrics(metrics, app.clone()));
     }
-    tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
+    tracing::info!(%addr, %node, data_dir = %data_dir.display(), "serving");
     chinwag_server::serve(listener, app.clone()).await;
     let _ = admin.await;
     let _ = std::fs::remove_file(data_dir.join(admin::SOCKET_NAME));
+    if let Some(cluster) = &cluster {
+        // This node's users are offline now, not a lease later.
+        cluster.close(std::time::Duration::from_secs(3)).await;
+    }
     app.store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
 }
+
+/// The seams the nodes of a cluster share: bus, discovery, presence and
+/// the account limits.
+type SharedSeams = (
+    Arc<dyn chinwag_bus::Bus>,
+    Arc<dyn chinwag_bus::Discovery>,
+    Arc<dyn chinwag_bus::Presence>,
+    Arc<dyn chinwag_bus::RateLimiter>,
+);
 
 /// The push keys every node must share: this node's files (made on first
 /// start) offer them, and the store keeps the first node's, so pushes from

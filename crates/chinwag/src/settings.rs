@@ -29,6 +29,18 @@ pub struct Settings {
     #[arg(long, env = "CHINWAG_STORE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// Where uploaded files live: `s3://BUCKET?endpoint=URL&region=R` (credentials from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`), or (unset) files under `--data-dir`/media.
+    #[arg(long, env = "CHINWAG_MEDIA_STORE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_store: Option<String>,
+    /// Join a cluster: comma-separated NATS URLs (`nats://h1:4222,nats://h2:4222`); unset: one process, in-process bus.
+    #[arg(long, env = "CHINWAG_BUS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+    /// This node's name in a cluster (letters, digits, `-`, `_`); default: a random one.
+    #[arg(long, env = "CHINWAG_NODE_NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
     /// Serve `/metrics` only on this address (for example `127.0.0.1:9090`), not on `--listen`.
     #[arg(long, env = "CHINWAG_METRICS_LISTEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,6 +76,21 @@ pub const BINARY_SETTINGS: &[SettingInfo] = &[
             " Where data is kept: a `postgres://user@host:port/db` URL, or (unset) the embedded store in `--data-dir`.",
     },
     SettingInfo {
+        name: "media_store",
+        env: "CHINWAG_MEDIA_STORE",
+        doc: " Where uploaded files live: `s3://BUCKET?endpoint=URL&region=R` (credentials from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`), or (unset) files under `--data-dir`/media.",
+    },
+    SettingInfo {
+        name: "bus",
+        env: "CHINWAG_BUS",
+        doc: " Join a cluster: comma-separated NATS URLs (`nats://h1:4222,nats://h2:4222`); unset: one process, in-process bus.",
+    },
+    SettingInfo {
+        name: "node_name",
+        env: "CHINWAG_NODE_NAME",
+        doc: " This node's name in a cluster (letters, digits, `-`, `_`); default: a random one.",
+    },
+    SettingInfo {
         name: "metrics_listen",
         env: "CHINWAG_METRICS_LISTEN",
         doc: " Serve `/metrics` only on this address (for example `127.0.0.1:9090`), not on `--listen`.",
@@ -82,6 +109,9 @@ fn binary_default(name: &str) -> &'static str {
         "listen" => "`127.0.0.1:8080`",
         "data_dir" => "`./chinwag-data`",
         "store" => "embedded (SQLite)",
+        "media_store" => "files in the data dir",
+        "bus" => "in-process",
+        "node_name" => "random",
         _ => "none",
     }
 }
@@ -115,6 +145,9 @@ impl Settings {
             listen: self.listen.or(own.listen),
             data_dir: self.data_dir.or(own.data_dir),
             store: self.store.or(own.store),
+            media_store: self.media_store.or(own.media_store),
+            bus: self.bus.or(own.bus),
+            node_name: self.node_name.or(own.node_name),
             metrics_listen: self.metrics_listen.or(own.metrics_listen),
             tls_cert: self.tls_cert.or(own.tls_cert),
             tls_key: self.tls_key.or(own.tls_key),

@@ -38,6 +38,7 @@ fn requests(route: &Route, channel: i64, user: i64) -> Vec<(String, Option<Value
         "PostMessage" => body(json!({"client_msg_id": "intruder-http", "text": "let me in"})),
         "MarkRead" => body(json!({"message_id": 1})),
         "Mute" => body(json!({"muted": true})),
+        "CreateUpload" => vec![(format!("{path}?filename=x.txt"), Some(json!({"not": "stored"})))],
         "Me" | "UserById" | "Logout" | "ListChannels" | "GetChannel" | "RemoveMember" | "Reads" | "Contacts"
         | "AddContact" | "RemoveContact" | "Blocks" | "Block" | "Unblock" | "Invitations" | "AcceptInvitation"
         | "DeclineInvitation" | "Mentions" | "Discovery" | "GetPush" | "RemovePush" | "VapidPublicKey"

@@ -9,10 +9,11 @@ const RULE: &[(&str, &[&str])] = &[
     ("proto", &[]),
     ("store", &["proto"]),
     ("bus", &["proto"]),
-    ("server", &["proto", "store", "bus"]),
+    ("media", &["proto"]),
+    ("server", &["proto", "store", "bus", "media"]),
     ("client", &["proto"]),
     ("bench", &["proto", "client", "server"]),
-    ("chinwag", &["proto", "store", "bus", "server", "client", "bench"]),
+    ("chinwag", &["proto", "store", "bus", "media", "server", "client", "bench"]),
 ];
 
 /// Names that belong to one backend; only the binary may write them.
@@ -28,6 +29,17 @@ const BACKEND_NAMES: &[&str] = &[
     "LocalDiscovery",
     "LocalPresence",
     "LocalRateLimiter",
+    "NatsCluster",
+    "NatsBus",
+    "NatsPresence",
+    "NatsDiscovery",
+    "NatsRateLimiter",
+    "LocalNats",
+    "chinwag_bus::nats",
+    "chinwag_media::fs",
+    "chinwag_media::s3",
+    "chinwag_media::local",
+    "LocalSeaweed",
 ];
 
 fn crates_dir() -> PathBuf {

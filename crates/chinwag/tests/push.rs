@@ -160,10 +160,35 @@ async fn offline_members_get_one_signed_webhook_per_burst_and_online_ones_none()
         .await;
     assert_eq!(s, 400);
 
+    // What a message carries is named in the preview.
+    let mut ids = Vec::new();
+    for (name, content_type, bytes) in [
+        ("cat.png", "image/png", chinwag_media::testdata::png(8, 8)),
+        ("report.pdf", "application/pdf", b"%PDF-1.7".to_vec()),
+    ] {
+        let answer = server
+            .http
+            .post(format!("{}/v1/uploads?filename={name}", server.base))
+            .bearer_auth(&alice.token)
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+        ids.push(answer.json::<Value>().await.unwrap()["upload"]["id"].clone());
+    }
+    a.send(
+        json!({"type": "send", "client_msg_id": "files", "channel_id": channel, "text": "look", "attachments": ids}),
+    )
+    .await;
+    let hits = receiver.expect(3, Duration::from_millis(300)).await;
+    assert_eq!(webhook_body(&hits[2], "s3cret")["preview"], "📷 Photo 📎 report.pdf look");
+
     // Logging out unregisters the device.
     server.call("DELETE", "/v1/sessions/current", Some(&bob.token), None).await;
     a.send_text(channel, "after", "after logout").await;
-    receiver.expect(2, Duration::from_millis(1200)).await;
+    receiver.expect(3, Duration::from_millis(1200)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,23 +6,6 @@ use common::*;
 use serde_json::json;
 use std::time::Duration;
 
-/// A local webhook receiver counting requests.
-async fn receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = hits.clone();
-    let app = axum::Router::new().fallback(move || {
-        let counted = counted.clone();
-        async move {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            axum::http::StatusCode::NO_CONTENT
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, hits)
-}
-
 async fn upgrade_status(server: &TestServer) -> u16 {
     match tokio_tungstenite::connect_async(server.ws_url()).await {
         Ok(_) => 101,
@@ -41,7 +24,7 @@ async fn each_process_runs_only_its_roles() {
     let (_, discovery) = server.call("GET", "/v1/discovery", None, None).await;
     assert_eq!(discovery["servers"], json!([]), "an api node is no gateway");
     // It stores messages and queues their pushes, but delivers none.
-    let (url, hits) = receiver().await;
+    let (url, hits) = counting_receiver().await;
     let (s, _) = server
         .call("PUT", "/v1/devices/current/push", Some(&bob.token), Some(json!({"kind": "webhook", "url": url})))
         .await;

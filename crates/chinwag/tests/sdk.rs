@@ -115,3 +115,26 @@ async fn discovery_finds_the_gateway() {
     let mut client = Client::connect(cfg).await.unwrap();
     assert!(matches!(client.next_event().await, Some(Event::Ready { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_uploaded_sent_and_fetched_through_the_sdk() {
+    let server = TestServer::start();
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let channel = ChannelId(server.direct(&alice, &bob).await);
+    let api = chinwag_client::Api::new(&server.base);
+    let sender = Client::connect(config(&server, &alice.token)).await.unwrap();
+    let mut reader = Client::connect(config(&server, &bob.token)).await.unwrap();
+    let photo = chinwag_media::testdata::png(40, 30);
+    let upload = api.upload(&alice.token, "dot.png", "image/png", photo.clone()).await.unwrap();
+    assert_eq!((upload.width, upload.height), (Some(40), Some(30)));
+    sender.send_files(Target::Channel(channel), "", std::slice::from_ref(&upload.id)).await.unwrap();
+    let message = messages(&mut reader, 1).await.remove(0);
+    assert_eq!(message.attachments.len(), 1);
+    let file = &message.attachments[0];
+    assert_eq!(api.fetch_media(&file.url).await.unwrap().as_ref(), photo.as_slice());
+    assert!(!api.fetch_media(file.thumbnail_url.as_deref().unwrap()).await.unwrap().is_empty());
+    // Someone else's upload is refused.
+    let refused = reader.send_files(Target::Channel(channel), "", std::slice::from_ref(&upload.id)).await;
+    assert!(matches!(refused, Err(ClientError::Server(ref e)) if e.code == ErrorCode::NotFound), "{refused:?}");
+}

@@ -326,15 +326,7 @@ async fn the_page_works_under_its_security_policy_and_tells_namesakes_apart() {
     send(&alice, "hello both").await;
     wait_js(&alice, "sent", "document.querySelector('#messages .msg.mine')?.dataset.state === 'sent'").await;
 
-    let violations = || async {
-        let (_, text) = server.call("GET", "/metrics", None, None).await;
-        text.as_str()
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("chinwag_csp_violations_total "))
-            .map(|v| v.parse::<f64>().unwrap())
-            .unwrap()
-    };
+    let violations = || server.metric("chinwag_csp_violations_total");
     assert_eq!(violations().await, 0.0, "the page itself broke its policy");
     let ran = js(
         &alice,
@@ -401,4 +393,138 @@ async fn a_new_message_redraws_only_what_changed() {
     .await;
     assert_eq!(kept, json!([2, true, true]), "the first message or carol's row was redrawn");
     alice.close().await.unwrap();
+}
+
+/// In a cluster the page (served by an api node that holds no sockets)
+/// picks a gateway through discovery, within its security policy; when
+/// that gateway is killed it moves to the other one and catches up; when
+/// every gateway it knew is replaced, it reloads for a policy naming the
+/// new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_the_page_moves_to_another_gateway_when_its_own_dies() {
+    if cluster::repeated_pass() {
+        return;
+    }
+    let mut cluster = cluster::TestCluster::start(1, 2, &["--presence-offline-grace-ms", "300"]);
+    cluster.until_gateways(2).await;
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let alice = driver.browser(&profile).await;
+    sign_up(&alice, &cluster.api().base, "alice").await;
+    wait_js(&alice, "connected", "document.getElementById('banner').hidden").await;
+    // Which gateway the page chose; Bob takes the other.
+    let mut held = Vec::new();
+    for gateway in &cluster.gateways {
+        held.push(gateway.metric("chinwag_connections").await);
+    }
+    let theirs = held.iter().position(|&n| n == 1.0).unwrap_or_else(|| panic!("sockets per gateway: {held:?}"));
+    let other = 1 - theirs;
+    let bob = cluster.api().user("bob").await;
+    let (mut b, _) = cluster.connect(other, &bob.token).await;
+    type_into(&alice, "#new-direct-name", "bob").await;
+    click(&alice, "#new-direct button").await;
+    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+    send(&alice, "hello across gateways").await;
+    let first = b.next_of("message").await;
+    assert_eq!(first["text"], "hello across gateways");
+    let channel = first["channel_id"].as_i64().unwrap();
+
+    // Alice's gateway dies; Bob writes meanwhile. Discovery still lists
+    // the dead gateway for a while: the page tries the other one.
+    cluster.gateways[theirs].kill();
+    wait_js(&alice, "the reconnect banner", "!document.getElementById('banner').hidden").await;
+    b.send_text(channel, "b1", "written while you moved").await;
+    wait_js(&alice, "reconnected", "document.getElementById('banner').hidden").await;
+    wait_text(&alice, "written while you moved").await;
+    assert_eq!(cluster.gateways[other].metric("chinwag_connections").await, 2.0);
+    send(&alice, "back on the other gateway").await;
+    // (Bob's own message comes back to him first.)
+    assert_eq!(b.next_of("message").await["text"], "written while you moved");
+    assert_eq!(b.next_of("message").await["text"], "back on the other gateway");
+    assert_eq!(
+        texts(&alice).await,
+        vec!["hello across gateways", "written while you moved", "back on the other gateway"]
+    );
+    assert_eq!(cluster.api().metric("chinwag_csp_violations_total").await, 0.0, "a gateway was outside the policy");
+    std::fs::write(screenshot_dir().join("cluster-chat.png"), alice.screenshot().await.unwrap()).unwrap();
+
+    // Every gateway the page knew is replaced: the new one is outside the
+    // page's policy, so the page loads again and connects to it.
+    cluster.add_gateway("gw-2");
+    cluster.gateways[other].kill();
+    drop(b);
+    wait_js(&alice, "the reconnect banner", "!document.getElementById('banner').hidden").await;
+    let bob_again = cluster.api().login("bob").await;
+    let (mut b, _) = cluster.connect(2, &bob_again).await;
+    b.send_text(channel, "b2", "on a gateway born later").await;
+    wait_js(&alice, "reconnected", "document.getElementById('banner').hidden").await;
+    click(&alice, &format!(".conv[data-channel-id='{channel}']")).await;
+    wait_text(&alice, "on a gateway born later").await;
+    let navigation = js(&alice, "return performance.getEntriesByType('navigation')[0].type;").await;
+    assert_eq!(navigation, json!("reload"));
+    alice.close().await.unwrap();
+}
+
+/// Photos and files in the page: Alice attaches an image and a PDF with
+/// the file picker and sends them; Bob sees the thumbnail (sized before
+/// it loads) and the file card, and opens the full image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photos_and_files_are_attached_shown_and_opened() {
+    let server = TestServer::start();
+    let driver = ChromeDriver::start();
+    let (alice_profile, bob_profile) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice = driver.browser(&alice_profile).await;
+    let bob = driver.browser(&bob_profile).await;
+    sign_up(&alice, &server.base, "alice").await;
+    sign_up(&bob, &server.base, "bob").await;
+    type_into(&alice, "#new-direct-name", "bob").await;
+    click(&alice, "#new-direct button").await;
+    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+
+    let files = tempfile::tempdir().unwrap();
+    let photo = files.path().join("holiday.png");
+    std::fs::write(&photo, chinwag_media::testdata::png(640, 480)).unwrap();
+    let pdf = files.path().join("report.pdf");
+    std::fs::write(&pdf, b"%PDF-1.7\n% a report\n".repeat(50)).unwrap();
+    let picker = alice.find(Locator::Css("#attach-input")).await.unwrap();
+    picker.send_keys(&format!("{}\n{}", photo.display(), pdf.display())).await.unwrap();
+    wait_js(&alice, "both uploaded", "document.querySelectorAll('#uploads .upload[data-state=ready]').length === 2")
+        .await;
+    send(&alice, "holiday pics").await;
+    wait_js(&alice, "sent", "document.querySelector('#messages .msg.mine')?.dataset.state === 'sent'").await;
+    wait_js(&alice, "the tray emptied", "document.getElementById('uploads').hidden").await;
+
+    wait_js(&bob, "the new conversation", "document.querySelector('.conv .badge')?.textContent === '1'").await;
+    click(&bob, ".conv").await;
+    wait_js(
+        &bob,
+        "the thumbnail's place kept",
+        "document.querySelector('#messages .photo img')?.getAttribute('height') === '240'",
+    )
+    .await;
+    wait_js(
+        &bob,
+        "the thumbnail",
+        "(() => { const i = document.querySelector('#messages .photo img'); return i && i.complete && i.naturalWidth === 320; })()",
+    )
+    .await;
+    wait_js(&bob, "the file card", "document.querySelector('#messages .file .name')?.textContent === '📎 report.pdf'")
+        .await;
+    assert_eq!(
+        js(&bob, "return document.querySelector('#messages .file').getAttribute('download');").await,
+        json!("report.pdf")
+    );
+    wait_text(&bob, "holiday pics").await;
+    click(&bob, "#messages .photo").await;
+    wait_js(
+        &bob,
+        "the full image",
+        "document.getElementById('viewer').open && document.getElementById('viewer-image').naturalWidth === 640",
+    )
+    .await;
+    std::fs::write(screenshot_dir().join("photo-viewer.png"), bob.screenshot().await.unwrap()).unwrap();
+    click(&bob, "#viewer-close").await;
+    std::fs::write(screenshot_dir().join("photos-and-files.png"), bob.screenshot().await.unwrap()).unwrap();
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
 }

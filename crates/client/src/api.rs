@@ -51,24 +51,39 @@ impl Api {
             Method::Get => request_builder.query(request),
             _ => request_builder.json(request),
         };
-        let response = request_builder.send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        if status.is_success() {
-            // A 204 carries no body: read it as an empty object.
-            let body: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
-            return serde_json::from_slice(body).map_err(|e| ClientError::Protocol(e.to_string()));
-        }
-        match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
-            Ok(ErrorEnvelope { error }) => Err(ClientError::Server(WireError {
-                code: error.code,
-                message: error.message,
-                retry_after_ms: error.retry_after_ms,
-            })),
-            Err(_) => Err(ClientError::Protocol(format!("HTTP {status}"))),
-        }
+        answer(request_builder.send().await?).await
     }
 
+    /// Stores a file for sending as an attachment (`send_files`).
+    pub async fn upload(
+        &self,
+        token: &str,
+        filename: &str,
+        content_type: &str,
+        bytes: impl Into<reqwest::Body>,
+    ) -> Result<chinwag_proto::Upload, ClientError> {
+        let response = self
+            .http
+            .post(format!("{}{}", self.base, chinwag_proto::api::CreateUpload::ROUTE.path))
+            .query(&[("filename", filename)])
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes)
+            .send()
+            .await?;
+        Ok(answer::<chinwag_proto::api::UploadResponse>(response).await?.upload)
+    }
+
+    /// The bytes behind an attachment's `url` (absolute, or relative to
+    /// this API).
+    pub async fn fetch_media(&self, url: &str) -> Result<bytes::Bytes, ClientError> {
+        let url = if url.starts_with('/') { format!("{}{url}", self.base) } else { url.to_owned() };
+        let response = self.http.get(url).send().await?;
+        if !response.status().is_success() {
+            return Err(ClientError::Protocol(format!("HTTP {}", response.status())));
+        }
+        Ok(response.bytes().await?)
+    }
     pub async fn signup(&self, username: &str, password: &str) -> Result<User, ClientError> {
         let request =
             SignupRequest { username: username.to_owned(), password: password.to_owned(), display_name: None };
@@ -96,20 +111,37 @@ impl Api {
         Ok(self.call::<CreateGroup>(CreateGroup::ROUTE.path, Some(token), &request).await?.channel)
     }
 
-    /// The WebSocket URL of the least-loaded gateway.
-    pub async fn discover(&self) -> Result<String, ClientError> {
+    /// The WebSocket URLs of the live gateways, least loaded first.
+    pub async fn discover(&self) -> Result<Vec<String>, ClientError> {
         let answer = self.call::<Discovery>(Discovery::ROUTE.path, None, &NoContent {}).await?;
-        answer
-            .servers
-            .into_iter()
-            .next()
-            .map(|s| s.ws_url)
-            .ok_or_else(|| ClientError::Protocol("discovery listed no server".into()))
+        if answer.servers.is_empty() {
+            return Err(ClientError::Protocol("discovery listed no server".into()));
+        }
+        Ok(answer.servers.into_iter().map(|s| s.ws_url).collect())
     }
 
     /// The plain WebSocket URL of this API's own host.
     pub fn ws_url(&self) -> String {
         let base = self.base.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1);
         format!("{base}/v1/ws")
+    }
+}
+
+/// A success body as `T`, or the server's error.
+async fn answer<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    if status.is_success() {
+        // A 204 carries no body: read it as an empty object.
+        let body: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
+        return serde_json::from_slice(body).map_err(|e| ClientError::Protocol(e.to_string()));
+    }
+    match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
+        Ok(ErrorEnvelope { error }) => Err(ClientError::Server(WireError {
+            code: error.code,
+            message: error.message,
+            retry_after_ms: error.retry_after_ms,
+        })),
+        Err(_) => Err(ClientError::Protocol(format!("HTTP {status}"))),
     }
 }

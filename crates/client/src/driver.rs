@@ -112,7 +112,7 @@ impl Driver {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => return true,
                 command = self.commands.recv() => match command {
-                    Some(Command::Send { client_msg_id, target, text, reply }) => self.queue(client_msg_id, target, text, reply),
+                    Some(Command::Send { client_msg_id, target, text, attachments, reply }) => self.queue(client_msg_id, target, text, attachments, reply),
                     Some(Command::Frame(_)) => {} // read/typing while offline: dropped
                     Some(Command::Close(done)) => {
                         let _ = done.send(());
@@ -129,25 +129,44 @@ impl Driver {
         client_msg_id: String,
         target: Target,
         text: String,
+        attachments: Vec<String>,
         reply: oneshot::Sender<Result<Ack, ClientError>>,
     ) {
         let (channel_id, to_user_id) = match target {
             Target::Channel(c) => (Some(c), None),
             Target::User(u) => (None, Some(u)),
         };
-        let frame = encode(&ClientFrame::Send { client_msg_id: client_msg_id.clone(), channel_id, to_user_id, text });
+        let frame = encode(&ClientFrame::Send {
+            client_msg_id: client_msg_id.clone(),
+            channel_id,
+            to_user_id,
+            text,
+            attachments,
+        });
         self.pending.push(Pending { client_msg_id, frame, reply, in_flight: false });
     }
 
+    /// Connects to the least-loaded live gateway (with discovery), moving
+    /// on to the next one listed when one does not answer (it may have died
+    /// since it last renewed its lease); else to the API's own host.
     async fn open(&self) -> Result<Socket, String> {
-        let url = if self.config.use_discovery {
-            self.api.discover().await.map_err(|e| e.to_string())?
-        } else {
-            self.api.ws_url()
-        };
+        if !self.config.use_discovery {
+            return self.open_url(&self.api.ws_url()).await;
+        }
+        let mut failure = String::from("no gateway");
+        for url in self.api.discover().await.map_err(|e| e.to_string())? {
+            match self.open_url(&url).await {
+                Ok(socket) => return Ok(socket),
+                Err(e) => failure = format!("{url}: {e}"),
+            }
+        }
+        Err(failure)
+    }
+
+    async fn open_url(&self, url: &str) -> Result<Socket, String> {
         let Some(bind) = self.config.bind_ip else {
             // `true`: no Nagle delay on small frames.
-            let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true)
+            let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
                 .await
                 .map_err(|e| e.to_string())?;
             return Ok(ws);
@@ -160,7 +179,7 @@ impl Driver {
         let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         let (ws, _) =
-            tokio_tungstenite::client_async_with_config(url.as_str(), MaybeTlsStream::Plain(stream), Some(ws_config()))
+            tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(ws_config()))
                 .await
                 .map_err(|e| e.to_string())?;
         Ok(ws)
@@ -272,7 +291,7 @@ impl Driver {
                     }
                 }
                 command = self.commands.recv() => match command {
-                    Some(Command::Send { client_msg_id, target, text, reply }) => self.queue(client_msg_id, target, text, reply),
+                    Some(Command::Send { client_msg_id, target, text, attachments, reply }) => self.queue(client_msg_id, target, text, attachments, reply),
                     Some(Command::Frame(frame)) => {
                         if let Err(e) = ws.send(Ws::text(encode(&frame))).await {
                             return End::Lost(e.to_string());

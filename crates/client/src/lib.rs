@@ -127,7 +127,13 @@ pub enum Event {
 }
 
 pub(crate) enum Command {
-    Send { client_msg_id: String, target: Target, text: String, reply: oneshot::Sender<Result<Ack, ClientError>> },
+    Send {
+        client_msg_id: String,
+        target: Target,
+        text: String,
+        attachments: Vec<String>,
+        reply: oneshot::Sender<Result<Ack, ClientError>>,
+    },
     Frame(ClientFrame),
     Close(oneshot::Sender<()>),
 }
@@ -196,6 +202,11 @@ impl Client {
         self.handle.send_with_id(target, client_msg_id, text).await
     }
 
+    /// Sends uploads (`Api::upload`) with `text` (which may be empty).
+    pub async fn send_files(&self, target: Target, text: &str, uploads: &[String]) -> Result<Ack, ClientError> {
+        self.handle.send_files(target, &new_client_msg_id(), text, uploads).await
+    }
+
     /// Closes the socket cleanly; unacknowledged sends fail with `Closed`.
     pub async fn close(self) {
         self.handle.close().await
@@ -211,8 +222,26 @@ impl ClientHandle {
     /// Sends with a `client_msg_id` of your choosing (resending the same id
     /// never stores the message twice).
     pub async fn send_with_id(&self, target: Target, client_msg_id: &str, text: &str) -> Result<Ack, ClientError> {
+        self.send_files(target, client_msg_id, text, &[]).await
+    }
+
+    /// Sends uploads (`Api::upload`) with `text` (which may be empty then)
+    /// under a `client_msg_id` of your choosing.
+    pub async fn send_files(
+        &self,
+        target: Target,
+        client_msg_id: &str,
+        text: &str,
+        uploads: &[String],
+    ) -> Result<Ack, ClientError> {
         let (reply, answer) = oneshot::channel();
-        let command = Command::Send { client_msg_id: client_msg_id.to_owned(), target, text: text.to_owned(), reply };
+        let command = Command::Send {
+            client_msg_id: client_msg_id.to_owned(),
+            target,
+            text: text.to_owned(),
+            attachments: uploads.to_vec(),
+            reply,
+        };
         self.commands.send(command).await.map_err(|_| ClientError::Closed)?;
         answer.await.map_err(|_| ClientError::Closed)?
     }

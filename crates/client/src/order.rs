@@ -111,6 +111,7 @@ mod tests {
             text: String::new(),
             created_at: 0,
             mentioned: false,
+            attachments: Vec::new(),
         }
     }
 

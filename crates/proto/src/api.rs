@@ -45,6 +45,10 @@ pub enum Access {
     /// A member of the channel the path names (or, for invitations, the
     /// invited user); anyone else gets 404, as if it did not exist.
     Member,
+    /// Whoever may see a file: the URL's own signature, or a token of its
+    /// uploader or of a member of a channel holding it; anyone else gets
+    /// 404.
+    Viewer,
 }
 
 /// One endpoint of the table.
@@ -170,6 +174,31 @@ endpoints! {
     GetLimits: Get "/v1/limits", Public, NoContent => Limits;
     /// Where browsers report Content-Security-Policy violations (204).
     CspReport: Post "/v1/csp-report", Public, serde_json::Value => NoContent;
+    /// Stores a file (the raw body, its `Content-Type` declared) for
+    /// sending as an attachment (201).
+    CreateUpload: Post "/v1/uploads", User, UploadParams => UploadResponse;
+    /// A file's bytes, to a signed URL or a viewer's token (`Range` works).
+    GetMedia: Get "/v1/media/{id}", Viewer, MediaParams => NoContent;
+    /// An image's thumbnail (at most 320 px a side).
+    GetThumbnail: Get "/v1/media/{id}/thumbnail", Viewer, MediaParams => NoContent;
+}
+
+/// `POST /v1/uploads?filename=NAME`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadParams {
+    pub filename: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadResponse {
+    pub upload: crate::Upload,
+}
+
+/// The signature of a media URL (both or neither).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MediaParams {
+    pub expires: Option<i64>,
+    pub sig: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -273,7 +302,12 @@ pub struct HistoryResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PostMessageRequest {
     pub client_msg_id: String,
+    /// May be empty (or left out) when there are attachments.
+    #[serde(default)]
     pub text: String,
+    /// Upload ids of the sender (1-10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,6 +20,10 @@ pub enum ErrorCode {
     UsernameTaken,
     RateLimited,
     FrameTooLarge,
+    /// An upload above the size limit or the uploader's quota.
+    TooLarge,
+    /// An upload whose bytes do not match the declared image type.
+    UnsupportedMedia,
     /// A request's body did not arrive within its deadline.
     RequestTimeout,
     Unavailable,
@@ -41,7 +45,8 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::UsernameTaken => 409,
             ErrorCode::RequestTimeout => 408,
-            ErrorCode::FrameTooLarge => 413,
+            ErrorCode::FrameTooLarge | ErrorCode::TooLarge => 413,
+            ErrorCode::UnsupportedMedia => 415,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
@@ -64,6 +69,8 @@ impl ErrorCode {
             ErrorCode::UsernameTaken => "username_taken",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::UnsupportedMedia => "unsupported_media",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",

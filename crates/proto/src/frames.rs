@@ -22,6 +22,9 @@ pub enum ClientFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         to_user_id: Option<UserId>,
         text: String,
+        /// Upload ids (1-10); with them, `text` may be empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<String>,
     },
     Sync {
         channel_id: ChannelId,
@@ -58,6 +61,7 @@ struct RawFrame {
     channel_id: Option<ChannelId>,
     to_user_id: Option<UserId>,
     text: Option<String>,
+    attachments: Option<Vec<String>>,
     after: Option<MessageId>,
     limit: Option<u32>,
     message_id: Option<MessageId>,
@@ -82,11 +86,23 @@ impl ClientFrame {
             "auth" => ClientFrame::Auth { token: need(raw.token, kind, "token").map_err(fail)? },
             "send" => {
                 let client_msg_id = need(raw.client_msg_id, kind, "client_msg_id").map_err(fail)?;
-                let text = need(raw.text, kind, "text").map_err(fail)?;
+                let attachments = raw.attachments.unwrap_or_default();
+                // With attachments the text may be left out.
+                let text = match raw.text {
+                    Some(text) => text,
+                    None if !attachments.is_empty() => String::new(),
+                    None => return Err(fail("`send` frame needs field `text`".into())),
+                };
                 if raw.channel_id.is_some() == raw.to_user_id.is_some() {
                     return Err(fail("`send` frame needs exactly one of `channel_id` and `to_user_id`".into()));
                 }
-                ClientFrame::Send { client_msg_id, channel_id: raw.channel_id, to_user_id: raw.to_user_id, text }
+                ClientFrame::Send {
+                    client_msg_id,
+                    channel_id: raw.channel_id,
+                    to_user_id: raw.to_user_id,
+                    text,
+                    attachments,
+                }
             }
             "sync" => ClientFrame::Sync {
                 channel_id: need(raw.channel_id, kind, "channel_id").map_err(fail)?,

@@ -56,10 +56,49 @@ pub struct Message {
     /// True on copies for a user whom the text mentions (`@username`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub mentioned: bool,
+    /// Files sent with the message, in the order the sender gave them.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// A file of a message, as its viewers receive it. Images (JPEG, PNG,
+/// GIF, WebP) have `width`, `height` and a thumbnail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The upload's id.
+    pub id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Where the bytes are, signed: fetchable as given (no header) for at
+    /// least an hour after the message object was produced. Empty in
+    /// storage; the server signs it on the way out.
+    #[serde(default)]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
+}
+
+/// A stored upload, as its uploader sees it before sending it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Opaque; what `attachments` of a `send` names.
+    pub id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
 }
 
 /// An invitation to a group, for someone who left it: others cannot add

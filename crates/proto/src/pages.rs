@@ -60,6 +60,7 @@ mod tests {
             text: text.into(),
             created_at: 0,
             mentioned: false,
+            attachments: Vec::new(),
         }
     }
 

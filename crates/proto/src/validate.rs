@@ -152,6 +152,34 @@ pub fn text(raw: &str) -> Result<(), WireError> {
     Ok(())
 }
 
+/// Attachments of a message at most.
+pub const ATTACHMENTS_MAX: usize = 10;
+
+/// A message's body: with attachments (1-10 distinct upload ids) the text
+/// may be empty; without, the text rules hold.
+pub fn message_body(text: &str, attachments: &[String]) -> Result<(), WireError> {
+    if attachments.is_empty() {
+        return self::text(text);
+    }
+    if attachments.len() > ATTACHMENTS_MAX {
+        return Err(WireError::bad_request("a message has at most 10 attachments"));
+    }
+    if attachments.iter().any(|a| a.is_empty() || a.len() > 64) {
+        return Err(WireError::not_found("upload"));
+    }
+    let mut seen: Vec<&String> = attachments.iter().collect();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != attachments.len() {
+        return Err(WireError::bad_request("an upload is attached twice"));
+    }
+    if text.is_empty() {
+        Ok(())
+    } else {
+        self::text(text)
+    }
+}
+
 /// The `limit` of a history page: 1..=200, 50 when absent.
 pub fn history_limit(limit: Option<u32>) -> Result<u32, WireError> {
     match limit {

@@ -11,16 +11,31 @@ use crate::ratelimit::UserLimiter;
 use crate::ServerConfig;
 use chinwag_bus::{Bus, Event, Presence};
 use chinwag_proto::{validate, ChannelId, ErrorCode, MessageId, UserId, WireError};
-use chinwag_store::{Appended, NewMessage, Session, Store};
+use chinwag_store::{Appended, NewMessage, Session, Store, StoreError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often channels with recent messages have their head announced.
+const BEACON_EVERY: Duration = Duration::from_secs(1);
+/// How long after its last message a channel keeps being announced.
+const BEACON_FOR: Duration = Duration::from_secs(5);
 
 /// Where a `send` goes: a channel, or the direct channel with a user.
 #[derive(Debug, Clone, Copy)]
 pub enum SendTarget {
     Channel(ChannelId),
     User(UserId),
+}
+
+/// A message as its sender wrote it.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub client_msg_id: String,
+    pub text: String,
+    /// Upload ids, in order.
+    pub attachments: Vec<String>,
 }
 
 /// The messaging service, built from the store, the bus, presence (to
@@ -30,6 +45,8 @@ pub struct Chat {
     pub(crate) bus: Arc<dyn Bus>,
     presence: Arc<dyn Presence>,
     pushes: Handoff,
+    /// Signs the URLs of stored messages' attachments.
+    media: Arc<crate::media::Media>,
     metrics: Arc<Metrics>,
     pub(crate) config: Arc<ServerConfig>,
     /// Member lists for read markers and typing (never for messages).
@@ -40,6 +57,9 @@ pub struct Chat {
     /// Direct channel of each ordered pair, so `to_user_id` sends skip the
     /// store lookup (a pair's direct channel never changes).
     direct_channels: Mutex<HashMap<(UserId, UserId), ChannelId>>,
+    /// Channels this node stored messages in lately: their newest id and
+    /// until when to announce it (only on a bus that may lose events).
+    heads: Mutex<HashMap<ChannelId, (MessageId, Instant)>>,
 }
 
 impl Chat {
@@ -48,6 +68,7 @@ impl Chat {
         bus: Arc<dyn Bus>,
         presence: Arc<dyn Presence>,
         pushes: Handoff,
+        media: Arc<crate::media::Media>,
         metrics: Arc<Metrics>,
         config: Arc<ServerConfig>,
     ) -> Chat {
@@ -59,10 +80,12 @@ impl Chat {
             bus,
             presence,
             pushes,
+            media,
             metrics,
             config,
             members: MemberCache::default(),
             direct_channels: Mutex::new(HashMap::new()),
+            heads: Mutex::new(HashMap::new()),
         }
     }
 
@@ -97,11 +120,11 @@ impl Chat {
         self: &Arc<Self>,
         sender: UserId,
         target: SendTarget,
-        client_msg_id: String,
-        text: String,
+        draft: Draft,
     ) -> Result<impl Future<Output = Result<Appended, WireError>> + Send + 'static, WireError> {
+        let Draft { client_msg_id, text, attachments } = draft;
         validate::client_msg_id(&client_msg_id)?;
-        validate::text(&text)?;
+        validate::message_body(&text, &attachments)?;
         self.send_limiter.check(&sender)?;
         let channel_id = match target {
             SendTarget::Channel(id) => id,
@@ -113,11 +136,17 @@ impl Chat {
             client_msg_id,
             text,
             created_at: chinwag_proto::now_ms(),
+            attachments,
         });
         let chat = self.clone();
         let accepted = std::time::Instant::now();
         Ok(async move {
-            let appended = stored.await.map_err(store_error)?;
+            let mut appended = stored.await.map_err(|e| match e {
+                // The channel was checked; what is missing is an upload.
+                StoreError::NotFound => WireError::not_found("upload"),
+                e => store_error(e),
+            })?;
+            chat.media.sign(&mut appended.message);
             chat.metrics.send_ack_seconds.observe(accepted.elapsed().as_secs_f64());
             if !appended.duplicate {
                 chat.metrics.messages_stored.inc();
@@ -132,10 +161,9 @@ impl Chat {
         self: &Arc<Self>,
         sender: UserId,
         target: SendTarget,
-        client_msg_id: String,
-        text: String,
+        draft: Draft,
     ) -> Result<Appended, WireError> {
-        let finish = self.submit_message(sender, target, client_msg_id, text).await?;
+        let finish = self.submit_message(sender, target, draft).await?;
         tokio::spawn(finish).await.map_err(|_| WireError::internal())?
     }
 
@@ -152,6 +180,38 @@ impl Chat {
         let message = &appended.message;
         if !members.iter().all(|&m| m == message.sender_id || self.presence.is_online(m)) {
             self.pushes.hand_over(message.clone());
+        }
+        if self.bus.may_lose_events() {
+            let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+            let head = heads.entry(message.channel_id).or_insert((message.message_id, Instant::now()));
+            head.0 = head.0.max(message.message_id);
+            head.1 = Instant::now() + BEACON_FOR;
+        }
+    }
+
+    /// Announces the newest id of each channel that had messages lately,
+    /// every second for a few seconds, so a connection that missed the last
+    /// messages of a burst (the bus is at most once) notices and reads them
+    /// from the store. Announcing continues while the bus is cut off.
+    pub(crate) async fn send_head_beacons(self: Arc<Self>) {
+        let mut every = tokio::time::interval(BEACON_EVERY);
+        loop {
+            every.tick().await;
+            let due: Vec<(ChannelId, MessageId)> = {
+                let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                if !self.bus.is_connected() {
+                    heads.values_mut().for_each(|(_, until)| *until = (*until).max(now + BEACON_FOR));
+                }
+                heads.retain(|_, (_, until)| *until > now);
+                heads.iter().map(|(&channel, &(last, _))| (channel, last)).collect()
+            };
+            for (channel_id, last_message_id) in due {
+                match self.members.members(&*self.store, channel_id).await {
+                    Ok(members) => self.bus.publish(&members, Event::ChannelHead { channel_id, last_message_id }),
+                    Err(e) => tracing::debug!(error = %e, "no members for a head beacon"),
+                }
+            }
         }
     }
 

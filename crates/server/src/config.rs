@@ -346,6 +346,26 @@ settings! {
     trusted_proxies: Vec<ProxyNet> = Vec::new(), env "CHINWAG_TRUSTED_PROXIES" arg(value_delimiter = ',');
     /// Roles this process runs: `api` (HTTP API, web client), `gateway` (WebSockets), `presence`, `notifier` (pushes).
     roles: Roles = Roles::default(), env "CHINWAG_ROLES";
+    /// The largest upload, in bytes (larger ones get 413 `too_large`).
+    upload_max_bytes: u64 = 25 * 1024 * 1024, env "CHINWAG_UPLOAD_MAX_BYTES";
+    /// Bytes of uploads one user may keep (sent or not).
+    upload_quota_bytes: u64 = 1024 * 1024 * 1024, env "CHINWAG_UPLOAD_QUOTA_BYTES";
+    /// Seconds an upload that was never sent is kept before it is removed.
+    unattached_upload_ttl_s: u64 = 86_400, env "CHINWAG_UNATTACHED_UPLOAD_TTL_S";
+    /// Seconds a signed media URL in a message stays valid (at least an hour).
+    media_url_ttl_s: u64 = 7_200, env "CHINWAG_MEDIA_URL_TTL_S";
+    /// Answer media requests with a redirect to the object store's own signed URL, when it can sign (S3).
+    ///
+    /// The store (or a CDN in front of it) then serves the bytes, not chinwag.
+    media_redirect: bool = false, env "CHINWAG_MEDIA_REDIRECT";
+    /// Pixels (width × height) an uploaded image may have; larger ones are refused before decoding.
+    image_max_pixels: u64 = 50_000_000, env "CHINWAG_IMAGE_MAX_PIXELS";
+    /// The server's public base URL (`https://chat.example.com`), for absolute media URLs in messages.
+    ///
+    /// Set it behind a reverse proxy. Unset: a single node listening on a
+    /// specific address with no `trusted_proxies` uses
+    /// `http://<that address>`; otherwise URLs are relative to the API.
+    public_url: Option<String> = None, env "CHINWAG_PUBLIC_URL";
 }
 
 /// A trusted proxy: an address (a network of one) or a CIDR network.

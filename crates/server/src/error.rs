@@ -36,6 +36,9 @@ pub fn store_error(e: StoreError) -> WireError {
         StoreError::UsernameTaken => WireError::new(ErrorCode::UsernameTaken, "username is taken"),
         StoreError::GroupTooLarge => WireError::new(ErrorCode::GroupTooLarge, "a group has at most 100 members"),
         StoreError::Blocked => WireError::new(ErrorCode::Forbidden, "one of you has blocked the other"),
+        StoreError::QuotaExceeded => {
+            WireError::new(ErrorCode::TooLarge, "your uploads would exceed your storage quota")
+        }
         StoreError::Closed => WireError {
             retry_after_ms: Some(1_000),
             ..WireError::new(ErrorCode::Unavailable, "server is shutting down")

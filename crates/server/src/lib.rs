@@ -31,6 +31,7 @@ mod error;
 pub mod gateway;
 mod guarded_io;
 mod http;
+pub mod media;
 mod members;
 pub mod metrics;
 pub mod notifier;
@@ -65,6 +66,8 @@ pub struct App {
     pub presence: Arc<presence::PresenceService>,
     /// Push notifications: outbox queueing and delivery.
     pub notifier: Arc<notifier::Notifier>,
+    /// Uploads, signed URLs, serving and collecting files.
+    pub media: Arc<media::Media>,
     /// The WebSocket role's connections and their per-address shares.
     pub gateway: gateway::Gateway,
     /// The api role's own state: the limits that protect accounts.
@@ -85,13 +88,21 @@ pub struct Backends {
     pub metrics: Arc<Metrics>,
     /// Push providers (with the keys the binary keeps in the data dir).
     pub push: notifier::Providers,
+    /// This node's name (its gateway id in discovery).
+    pub node: String,
+    /// Where uploaded files live.
+    pub objects: Arc<dyn chinwag_media::ObjectStore>,
+    /// Signs media URLs; the same on every node.
+    pub media_key: Vec<u8>,
 }
 
 impl App {
     /// Builds every service from the backends.
     pub fn new(backends: Backends, config: ServerConfig) -> Arc<App> {
-        let Backends { store, bus, discovery, presence, account_limits, metrics, push } = backends;
+        let Backends { store, bus, discovery, presence, account_limits, metrics, push, node, objects, media_key } =
+            backends;
         let config = Arc::new(config);
+        let media = Arc::new(media::Media::new(objects, store.clone(), config.clone(), media_key));
         let notifier =
             Arc::new(notifier::Notifier::new(push, store.clone(), presence.clone(), metrics.clone(), config.clone()));
         let chat = Arc::new(chat::Chat::new(
@@ -99,15 +110,17 @@ impl App {
             bus.clone(),
             presence.clone(),
             notifier.handoff(),
+            media.clone(),
             metrics.clone(),
             config.clone(),
         ));
         Arc::new(App {
             presence: Arc::new(presence::PresenceService::new(presence, store.clone(), bus.clone(), metrics.clone())),
-            gateway: gateway::Gateway::new(discovery.clone()),
+            gateway: gateway::Gateway::new(node, discovery.clone()),
             api: api::Api::new(account_limits, discovery.clone(), config.clone()),
             chat,
             notifier,
+            media,
             store,
             bus,
             metrics,
@@ -139,6 +152,7 @@ pub async fn serve(listener: Listening, app: Arc<App>) {
     let roles = app.config.roles;
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let broadcasts = tokio::spawn(app.chat.clone().follow_broadcasts());
+    let beacons = tokio::spawn(app.chat.clone().send_head_beacons());
     // Roles run only where they were asked for.
     let presence = roles.presence.then(|| tokio::spawn(app.presence.clone().run(app.shutdown.clone())));
     let notifier = tokio::spawn(app.notifier.clone().run(app.shutdown.clone(), roles.notifier));
@@ -161,6 +175,7 @@ pub async fn serve(listener: Listening, app: Arc<App>) {
     app.shutdown.cancel();
     housekeeping.abort();
     broadcasts.abort();
+    beacons.abort();
     if let Some(presence) = presence {
         presence.abort();
     }
@@ -186,8 +201,8 @@ const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// Entries not re-announced within this time are dropped from discovery.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(10);
 
-/// Periodic upkeep: discovery announcements, bounded memory, and
-/// `last_active_at` of online users.
+/// Periodic upkeep: discovery announcements, bounded memory,
+/// `last_active_at` of online users, and (api role) uploads nobody holds.
 async fn housekeeping(app: Arc<App>) {
     let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
     let mut ticks: u64 = 0;
@@ -203,6 +218,13 @@ async fn housekeeping(app: Arc<App>) {
             app.chat.forget_idle();
             app.api.forget_idle();
             app.presence.persist_online_users().await;
+            if app.config.roles.api {
+                match app.media.collect().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(uploads = n, "removed uploads nobody holds"),
+                    Err(e) => tracing::warn!(error = %e, "could not collect uploads"),
+                }
+            }
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub csp_violations: Counter,
     /// Push deliveries not tried because their target's breaker was open.
     pub push_breaker_skips: Counter,
+    /// Events this node sent to other nodes over the bus (one per node an
+    /// event reaches): what crosses the network.
+    pub bus_routed_events: Gauge,
 }
 
 impl Default for Metrics {
@@ -62,6 +65,12 @@ impl Default for Metrics {
             "push_breaker_skips",
             "Push deliveries put off because their target kept timing out",
             push_breaker_skips.clone(),
+        );
+        let bus_routed_events = Gauge::default();
+        registry.register(
+            "bus_routed_events",
+            "Events sent to other nodes over the bus, one per node reached",
+            bus_routed_events.clone(),
         );
         let latency = || Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
         let send_ack_seconds = latency();
@@ -103,6 +112,7 @@ impl Default for Metrics {
             resident_memory_bytes,
             csp_violations,
             push_breaker_skips,
+            bus_routed_events,
             connections,
             users_online,
             messages_stored,
@@ -118,8 +128,9 @@ impl Default for Metrics {
 impl Metrics {
     /// Reads the process gauges; called at each scrape, so they cost
     /// nothing between scrapes.
-    pub fn refresh_process(&self, sockets: usize) {
+    pub fn refresh_process(&self, sockets: usize, bus_routed_events: u64) {
         self.sockets.set(sockets as i64);
+        self.bus_routed_events.set(bus_routed_events as i64);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             self.runtime_tasks.set(runtime.metrics().num_alive_tasks() as i64);
         }

@@ -2,9 +2,10 @@
 //! modules from `web/`, so running the server needs no build step.
 //!
 //! Its pages carry a Content-Security-Policy that allows only the
-//! server's own scripts, styles and connections (so injected markup can
-//! run nothing and send nothing elsewhere) and forbids framing; browsers
-//! report violations to `/v1/csp-report`, counted in `/metrics`.
+//! server's own scripts, styles and connections, and sockets to the live
+//! gateways (so injected markup can run nothing and send nothing
+//! elsewhere), and forbids framing; browsers report violations to
+//! `/v1/csp-report`, counted in `/metrics`.
 
 use crate::App;
 use axum::extract::State;
@@ -26,6 +27,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("/app.js", JS, include_str!("../../../web/app.js")),
     ("/api.js", JS, include_str!("../../../web/api.js")),
     ("/socket.js", JS, include_str!("../../../web/socket.js")),
+    ("/uploads.js", JS, include_str!("../../../web/uploads.js")),
     ("/state.js", JS, include_str!("../../../web/state.js")),
     ("/render.js", JS, include_str!("../../../web/render.js")),
     ("/sw.js", JS, include_str!("../../../web/sw.js")),
@@ -36,9 +38,14 @@ const REPORT_PATH: &str = <chinwag_proto::api::CspReport as chinwag_proto::api::
 
 /// The policy of the web client's pages. `connect-src` names the host the
 /// page was loaded from for WebSockets (`'self'` covers them only in
-/// newer browsers).
-fn content_security_policy(host: Option<&str>) -> String {
-    let sockets = host.map(|h| format!(" ws://{h} wss://{h}")).unwrap_or_default();
+/// newer browsers), and each gateway discovery may hand the page (in a
+/// cluster they are other hosts).
+fn content_security_policy(host: Option<&str>, gateways: &[String]) -> String {
+    let mut sockets = host.map(|h| format!(" ws://{h} wss://{h}")).unwrap_or_default();
+    for origin in gateways {
+        sockets.push(' ');
+        sockets.push_str(origin);
+    }
     format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
          connect-src 'self'{sockets}; worker-src 'self'; manifest-src 'self'; object-src 'none'; \
@@ -46,18 +53,32 @@ fn content_security_policy(host: Option<&str>) -> String {
     )
 }
 
-/// The Host header when it is a plain host[:port] (anything else could
-/// smuggle directives into the policy).
-fn plain_host(headers: &HeaderMap) -> Option<&str> {
-    let host = headers.get(header::HOST)?.to_str().ok()?;
+/// `host` when it is a plain host[:port] (anything else could smuggle
+/// directives into the policy).
+fn plain(host: &str) -> Option<&str> {
     let plain = !host.is_empty()
         && host.len() <= 255
         && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
     plain.then_some(host)
 }
 
-fn file(headers: &HeaderMap, content_type: &'static str, body: &'static str) -> Response {
-    let policy = content_security_policy(plain_host(headers));
+/// The Host header, when plain.
+fn plain_host(headers: &HeaderMap) -> Option<&str> {
+    plain(headers.get(header::HOST)?.to_str().ok()?)
+}
+
+/// `scheme://host[:port]` of a gateway's announced `ws_url`, when plain.
+fn socket_origin(ws_url: &str) -> Option<String> {
+    let (scheme, rest) = ws_url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    matches!(scheme, "ws" | "wss").then_some(())?;
+    Some(format!("{scheme}://{}", plain(authority)?))
+}
+
+fn file(app: &App, headers: &HeaderMap, content_type: &'static str, body: &'static str) -> Response {
+    let gateways: Vec<String> =
+        app.api.live_gateways().iter().filter_map(|g| g.ws_url.as_deref().and_then(socket_origin)).collect();
+    let policy = content_security_policy(plain_host(headers), &gateways);
     let mut response = (
         // `no-cache`: browsers revalidate, so an upgraded server is picked up.
         [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")],
@@ -82,7 +103,10 @@ pub(crate) async fn csp_report(State(app): State<Arc<App>>, body: axum::body::By
 /// API table.)
 pub fn routes() -> Router<Arc<App>> {
     FILES.iter().fold(Router::new(), |router, &(path, kind, body)| {
-        router.route(path, get(move |h: HeaderMap| async move { file(&h, kind, body) }))
+        router.route(
+            path,
+            get(move |State(app): State<Arc<App>>, h: HeaderMap| async move { file(&app, &h, kind, body) }),
+        )
     })
 }
 
@@ -107,6 +131,16 @@ mod tests {
         assert_eq!(plain_host(&headers), Some("chat.example.com:8080"));
         headers.insert(header::HOST, HeaderValue::from_static("x; script-src *"));
         assert_eq!(plain_host(&headers), None);
-        assert!(content_security_policy(Some("h:1")).contains("connect-src 'self' ws://h:1 wss://h:1;"));
+        assert!(content_security_policy(Some("h:1"), &[]).contains("connect-src 'self' ws://h:1 wss://h:1;"));
+    }
+
+    #[test]
+    fn gateways_enter_the_policy_as_plain_origins() {
+        assert_eq!(socket_origin("ws://10.0.0.5:8090/v1/ws").as_deref(), Some("ws://10.0.0.5:8090"));
+        assert_eq!(socket_origin("wss://gw1.example.com/v1/ws").as_deref(), Some("wss://gw1.example.com"));
+        assert_eq!(socket_origin("wss://x;script-src */v1/ws"), None);
+        assert_eq!(socket_origin("https://gw1.example.com/v1/ws"), None);
+        let policy = content_security_policy(None, &["ws://a:1".into(), "wss://b".into()]);
+        assert!(policy.contains("connect-src 'self' ws://a:1 wss://b;"));
     }
 }

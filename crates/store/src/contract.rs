@@ -41,6 +41,7 @@ pub async fn send(store: &dyn Store, channel: ChannelId, sender: UserId, cmid: &
             client_msg_id: cmid.into(),
             text: format!("text of {cmid}"),
             created_at: 5,
+            attachments: Vec::new(),
         })
         .await
         .expect("append")
@@ -80,8 +81,14 @@ pub async fn client_text_is_kept_byte_for_byte(store: &dyn Store) {
     let (ch, _) = store.direct_channel(a, b, 1).await.unwrap();
     let text = "nul \u{0000} here, e\u{301} combining, \u{1F469}\u{200D}\u{1F467} family, \r\n crlf  ";
     let cmid = "id-with-\u{0000}-nul";
-    let new =
-        || NewMessage { channel_id: ch.id, sender_id: a, client_msg_id: cmid.into(), text: text.into(), created_at: 5 };
+    let new = || NewMessage {
+        channel_id: ch.id,
+        sender_id: a,
+        client_msg_id: cmid.into(),
+        text: text.into(),
+        created_at: 5,
+        attachments: Vec::new(),
+    };
     let stored = store.append_message(new()).await.unwrap();
     assert_eq!((stored.message.text.as_str(), stored.message.client_msg_id.as_str()), (text, cmid));
     assert!(store.append_message(new()).await.unwrap().duplicate, "the resend is recognised");
@@ -240,7 +247,8 @@ pub async fn message_ids_are_sequential_and_idempotent(store: &dyn Store) {
                 sender_id: c,
                 client_msg_id: "x".into(),
                 text: "x".into(),
-                created_at: 1
+                created_at: 1,
+                attachments: Vec::new(),
             })
             .await,
         Err(StoreError::NotAMember)
@@ -258,7 +266,8 @@ pub async fn message_ids_are_sequential_and_idempotent(store: &dyn Store) {
                 sender_id: c,
                 client_msg_id: "m1".into(),
                 text: "x".into(),
-                created_at: 1
+                created_at: 1,
+                attachments: Vec::new(),
             })
             .await,
         Err(StoreError::NotAMember)
@@ -307,6 +316,7 @@ pub async fn refused_writes_leave_no_trace(store: Arc<dyn Store>) {
                     client_msg_id: format!("m{i}"),
                     text: format!("text {i}"),
                     created_at: 1,
+                    attachments: Vec::new(),
                 })
                 .await
         }));
@@ -378,6 +388,7 @@ pub async fn pages_stay_within_their_byte_budget(store: &dyn Store) {
                 client_msg_id: format!("p{i}"),
                 text: long.clone(),
                 created_at: 1,
+                attachments: Vec::new(),
             })
             .await
             .unwrap();
@@ -469,6 +480,7 @@ pub async fn departures_invitations_and_blocks(store: &dyn Store) {
                 client_msg_id: cmid.into(),
                 text: "x".into(),
                 created_at: 14,
+                attachments: Vec::new(),
             })
             .await;
         assert!(matches!(refused, Err(StoreError::Blocked)), "{refused:?}");
@@ -550,6 +562,7 @@ pub async fn search_and_mentions(store: &dyn Store) {
             client_msg_id: cmid.into(),
             text: text.into(),
             created_at: 1,
+            attachments: Vec::new(),
         })
     };
     say(ab, a, "1", "the Crème brûlée recipe").await.unwrap();
@@ -805,6 +818,7 @@ pub async fn conflicting_resends_of_one_message(store: Arc<dyn Store>) {
                         client_msg_id: cmid,
                         text: "x".into(),
                         created_at: 1,
+                        attachments: Vec::new(),
                     })
                     .await
             }
@@ -833,6 +847,82 @@ async fn user_result(store: &dyn Store) -> Result<chinwag_proto::User, StoreErro
             created_at: 1,
         })
         .await
+}
+
+fn new_upload(id: &str, owner: UserId, size: u64, created_at: i64) -> NewUpload {
+    NewUpload {
+        id: id.into(),
+        owner,
+        name: format!("{id}.png"),
+        content_type: "image/png".into(),
+        size,
+        width: Some(64),
+        height: Some(48),
+        created_at,
+    }
+}
+
+fn with_files(channel: ChannelId, sender: UserId, cmid: &str, uploads: &[&str]) -> NewMessage {
+    NewMessage {
+        channel_id: channel,
+        sender_id: sender,
+        client_msg_id: cmid.into(),
+        text: String::new(),
+        created_at: 5,
+        attachments: uploads.iter().map(|u| u.to_string()).collect(),
+    }
+}
+
+pub async fn uploads_are_attached_viewed_and_collected(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let c = user(store, "carol").await;
+    let (channel, _) = store.direct_channel(a, b, 1).await.unwrap();
+    // The quota counts every upload of the owner.
+    store.begin_upload(new_upload("up1", a, 100, 10), 150).await.unwrap();
+    assert!(matches!(store.begin_upload(new_upload("up2", a, 60, 10), 150).await, Err(StoreError::QuotaExceeded)));
+    store.begin_upload(new_upload("up2", a, 50, 10), 150).await.unwrap();
+    store.begin_upload(new_upload("old", b, 10, 1), 150).await.unwrap();
+    // Not attachable before its bytes are stored, nor by anyone else.
+    let early = store.append_message(with_files(channel.id, a, "m1", &["up1"])).await;
+    assert!(matches!(early, Err(StoreError::NotFound)), "{early:?}");
+    store.upload_stored("up1").await.unwrap();
+    store.upload_stored("old").await.unwrap();
+    let foreign = store.append_message(with_files(channel.id, b, "m1", &["up1"])).await;
+    assert!(matches!(foreign, Err(StoreError::NotFound)), "{foreign:?}");
+    assert!(matches!(store.upload_stored("nope").await, Err(StoreError::NotFound)));
+    assert!(!store.may_view_upload("up1", b).await.unwrap(), "not sent yet");
+    assert!(store.may_view_upload("up1", a).await.unwrap(), "the owner sees it");
+    assert!(!store.may_view_upload("up2", a).await.unwrap(), "not stored yet");
+
+    let sent = store.append_message(with_files(channel.id, a, "m1", &["up1"])).await.unwrap();
+    let files = &sent.message.attachments;
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        (files[0].id.as_str(), files[0].name.as_str(), files[0].size, files[0].width, files[0].height),
+        ("up1", "up1.png", 100, Some(64), Some(48))
+    );
+    assert_eq!(files[0].url, "", "URLs are signed by the server, not stored");
+    let resent = store.append_message(with_files(channel.id, a, "m1", &["up1"])).await.unwrap();
+    assert!(resent.duplicate);
+    assert_eq!(resent.message.attachments, sent.message.attachments);
+    let page = store.messages(channel.id, HistoryQuery::Latest, 10, b).await.unwrap();
+    assert_eq!(page.messages[0].attachments, sent.message.attachments);
+    let plain = send(store, channel.id, a, "m2").await;
+    assert!(plain.message.attachments.is_empty());
+    assert!(store.may_view_upload("up1", b).await.unwrap(), "a member of the channel sees it");
+    assert!(!store.may_view_upload("up1", c).await.unwrap(), "nobody else does");
+    assert!(!store.may_view_upload("missing", a).await.unwrap());
+    let stored = store.upload("up1").await.unwrap().unwrap();
+    assert_eq!((stored.owner, stored.stored, stored.upload.size), (a, true, 100));
+
+    // Collected: uploads never attached, past the cut-off; not sent ones.
+    let collectable = store.collectable_uploads(5, 10).await.unwrap();
+    assert_eq!(collectable, vec!["old".to_string()]);
+    assert!(!store.forget_upload("up1", 5).await.unwrap(), "attached uploads stay");
+    assert!(store.forget_upload("old", 5).await.unwrap());
+    assert!(!store.forget_upload("old", 5).await.unwrap(), "once");
+    assert_eq!(store.upload("old").await.unwrap(), None);
+    assert_eq!(store.collectable_uploads(100, 10).await.unwrap(), vec!["up2".to_string()]);
 }
 
 /// Generates one `#[tokio::test]` per contract function for a backend.
@@ -867,6 +957,7 @@ macro_rules! store_contract_tests {
             case!(contacts_and_presence_audience);
             case!(search_and_mentions);
             case!(push_outbox_coalesces_and_retries);
+            case!(uploads_are_attached_viewed_and_collected);
 
             macro_rules! shared_case {
                 ($shared:ident) => {

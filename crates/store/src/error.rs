@@ -16,6 +16,9 @@ pub enum StoreError {
     /// One of the users blocked the other.
     #[error("blocked")]
     Blocked,
+    /// An upload would take its owner past their storage quota.
+    #[error("storage quota exceeded")]
+    QuotaExceeded,
     /// The backend has no such operation (its engine's own tools do it).
     #[error("not supported by this store: {0}")]
     Unsupported(&'static str),

@@ -31,7 +31,31 @@ pub trait CommitObserver: Send + Sync + 'static {
 
 /// A boxed future that may move between threads.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-use chinwag_proto::{Channel, ChannelId, DeviceId, Invitation, MessageId, User, UserId};
+use chinwag_proto::{Attachment, Channel, ChannelId, DeviceId, Invitation, MessageId, User, UserId};
+
+/// A message's attachments as stored with it (JSON, without URLs).
+fn attachments_json(attachments: &[Attachment]) -> String {
+    serde_json::to_string(attachments).unwrap_or_else(|_| "[]".into())
+}
+
+/// Reads [`attachments_json`]'s output; a row that cannot be read has none.
+fn attachments_from_json(json: &str) -> Vec<Attachment> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// What a message carries of an upload (its URLs are signed on the way out).
+fn attachment_of(upload: chinwag_proto::Upload) -> Attachment {
+    Attachment {
+        id: upload.id,
+        name: upload.name,
+        content_type: upload.content_type,
+        size: upload.size,
+        width: upload.width,
+        height: upload.height,
+        url: String::new(),
+        thumbnail_url: None,
+    }
+}
 
 /// Durable state of a chinwag deployment. Every method is atomic; a method
 /// that returns `Ok` for a write has made it durable.
@@ -212,6 +236,26 @@ pub trait Store: Send + Sync + 'static {
     /// webhook signing secret): the stored value of `name`, or `candidate`
     /// stored as it when there is none yet (the first node to ask wins).
     async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError>;
+
+    /// Records an upload whose bytes are about to be written, if its
+    /// owner's uploads (stored or not, sent or not) leave room for it
+    /// within `quota_bytes`; `QuotaExceeded` otherwise.
+    async fn begin_upload(&self, upload: NewUpload, quota_bytes: u64) -> Result<(), StoreError>;
+    /// The upload's bytes are durably stored: it may be attached now.
+    /// `NotFound` when it was forgotten meanwhile.
+    async fn upload_stored(&self, id: &str) -> Result<(), StoreError>;
+    async fn upload(&self, id: &str) -> Result<Option<StoredUpload>, StoreError>;
+    /// Whether `viewer` may fetch a stored upload: its owner, or a member
+    /// of a channel holding a message with it.
+    async fn may_view_upload(&self, id: &str, viewer: UserId) -> Result<bool, StoreError>;
+    /// Uploads whose bytes should go (at most `limit`): never attached and
+    /// begun before `unattached_before_ms`, or attached once and held by no
+    /// message any more.
+    async fn collectable_uploads(&self, unattached_before_ms: i64, limit: u32) -> Result<Vec<String>, StoreError>;
+    /// Forgets an upload if it is still collectable (see
+    /// [`Store::collectable_uploads`]); `true` when it was, and its bytes
+    /// should go now. Forgotten first, so no message can attach it after.
+    async fn forget_upload(&self, id: &str, unattached_before_ms: i64) -> Result<bool, StoreError>;
 
     /// Finishes pending writes and stops; later calls fail with `Closed`.
     async fn close(&self);

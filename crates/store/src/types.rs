@@ -88,6 +88,32 @@ pub struct NewMessage {
     pub client_msg_id: String,
     pub text: String,
     pub created_at: i64,
+    /// Ids of stored uploads of the sender, in order.
+    pub attachments: Vec<String>,
+}
+
+/// An upload about to be stored: its bytes are being written to the
+/// object store, and it cannot be attached until they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUpload {
+    pub id: String,
+    pub owner: UserId,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub created_at: i64,
+}
+
+/// An upload as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUpload {
+    pub upload: chinwag_proto::Upload,
+    pub owner: UserId,
+    /// Its bytes are stored: it may be attached and served.
+    pub stored: bool,
+    pub created_at: i64,
 }
 
 /// The stored message, and whether it had been stored before (a resend).

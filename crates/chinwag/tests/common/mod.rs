@@ -13,6 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message as Ws;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod cluster;
+
 pub const PASSWORD: &str = "correct horse battery";
 
 /// A running server process and its data directory.
@@ -25,6 +27,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     /// `--store URL` when the suite runs on PostgreSQL (kept across restarts).
     store: Vec<String>,
+    /// Environment of the process (beyond the test settings).
+    env: Vec<(String, String)>,
 }
 
 /// Whether this run's servers keep their data in PostgreSQL
@@ -54,10 +58,24 @@ impl TestServer {
         Self::start_in(tempfile::tempdir().expect("temp dir"), args)
     }
 
+    /// Starts a server with extra flags and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut server = Self::prepare(tempfile::tempdir().expect("temp dir"), args);
+        server.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        server.spawn();
+        server
+    }
+
     /// Starts a server on a prepared data directory (which it then owns).
     pub fn start_in(temp: tempfile::TempDir, args: &[&str]) -> TestServer {
+        let mut server = Self::prepare(temp, args);
+        server.spawn();
+        server
+    }
+
+    fn prepare(temp: tempfile::TempDir, args: &[&str]) -> TestServer {
         let dir = temp.path().to_path_buf();
-        let mut server = TestServer {
+        TestServer {
             child: None,
             base: String::new(),
             dir,
@@ -66,9 +84,8 @@ impl TestServer {
             http: reqwest::Client::new(),
             // A test that names its own store keeps it.
             store: if args.contains(&"--store") { Vec::new() } else { store_args() },
-        };
-        server.spawn();
-        server
+            env: Vec::new(),
+        }
     }
 
     pub fn start() -> TestServer {
@@ -92,7 +109,8 @@ impl TestServer {
             // Tests sign up and log in many users from one address; the
             // limits themselves are tested with flags, which win over these.
             .envs(chinwag_server::ServerConfig::for_test().env_vars())
-            .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", std::env::var("CHINWAG_TEST_LOG").unwrap_or("warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -165,6 +183,14 @@ impl TestServer {
         self.kill();
         let addr = self.base.trim_start_matches("http://").to_string();
         self.spawn_on(&addr);
+    }
+
+    /// One unlabelled value from this node's `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.call("GET", "/metrics", None, None).await;
+        let text = text.as_str().expect("metrics text");
+        let value = text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok());
+        value.unwrap_or_else(|| panic!("no {name} in metrics"))
     }
 
     /// Any HTTP call; returns status and JSON body (`null` when empty).
@@ -359,6 +385,23 @@ impl Client {
         self.pending.extend(skipped);
         answer
     }
+}
+
+/// A local webhook receiver that answers 204 and counts requests.
+pub async fn counting_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a receiver");
+    let url = format!("http://{}/hook", listener.local_addr().expect("receiver address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
 }
 
 /// Runs `chinwag serve` with `args` on a fresh data dir, expecting it to

@@ -2,7 +2,7 @@
 
 use super::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::channels::Added;
-use crate::chat::SendTarget;
+use crate::chat::{Draft, SendTarget};
 use crate::error::ApiError;
 use crate::App;
 use axum::extract::State;
@@ -127,7 +127,8 @@ pub async fn history(
     let limit = validate::history_limit(params.limit)?;
     let query = history_query(&params)?;
     let channel = app.chat.channel_for(session.user_id, ChannelId(id)).await?;
-    let page = app.store.messages(channel.id, query, limit, session.user_id).await?;
+    let mut page = app.store.messages(channel.id, query, limit, session.user_id).await?;
+    app.media.sign_all(&mut page.messages);
     Ok(Json(HistoryResponse { messages: page.messages, has_more: page.has_more }))
 }
 
@@ -139,7 +140,11 @@ pub async fn post_message(
 ) -> Result<impl IntoResponse> {
     let appended = app
         .chat
-        .send_message(session.user_id, SendTarget::Channel(ChannelId(id)), body.client_msg_id, body.text)
+        .send_message(
+            session.user_id,
+            SendTarget::Channel(ChannelId(id)),
+            Draft { client_msg_id: body.client_msg_id, text: body.text, attachments: body.attachments },
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(MessageResponse { message: appended.message })))
 }

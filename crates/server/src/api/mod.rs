@@ -5,6 +5,7 @@ mod accounts;
 mod channels;
 mod extract;
 mod social;
+mod uploads;
 mod users;
 
 use crate::error::ApiError;
@@ -91,6 +92,9 @@ fn endpoints() -> Routes {
         .add::<e::VapidPublicKey, _>(social::vapid_public_key)
         .add::<e::GetLimits, _>(social::limits)
         .add::<e::CspReport, _>(crate::web::csp_report)
+        .add::<e::CreateUpload, _>(uploads::create)
+        .add::<e::GetMedia, _>(uploads::original)
+        .add::<e::GetThumbnail, _>(uploads::thumbnail)
 }
 
 /// Builds a router from endpoint types: each handler is mounted at its

@@ -124,7 +124,8 @@ fn feed_limit(limit: Option<u32>) -> Result<u32> {
     }
 }
 
-fn feed_json(page: FeedPage) -> Json<FeedResponse> {
+fn feed_json(app: &App, mut page: FeedPage) -> Json<FeedResponse> {
+    app.media.sign_all(&mut page.messages);
     Json(FeedResponse { messages: page.messages, next_before: page.next_before })
 }
 
@@ -143,7 +144,7 @@ pub async fn search(
         app.chat.channel_for(session.user_id, channel).await?;
     }
     let page = app.store.search(session.user_id, SearchQuery { terms, channel, before: params.before, limit }).await?;
-    Ok(feed_json(page))
+    Ok(feed_json(&app, page))
 }
 
 /// Messages that mention the caller, newest first.
@@ -153,7 +154,7 @@ pub async fn mentions(
     ApiQuery(params): ApiQuery<MentionParams>,
 ) -> Result<Json<FeedResponse>> {
     let limit = feed_limit(params.limit)?;
-    Ok(feed_json(app.store.mentions(session.user_id, params.before, limit).await?))
+    Ok(feed_json(&app, app.store.mentions(session.user_id, params.before, limit).await?))
 }
 
 /// Where to open the WebSocket, least-loaded gateway first.
@@ -181,7 +182,7 @@ pub async fn discovery(State(app): State<Arc<App>>, headers: HeaderMap) -> Json<
 }
 
 pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
-    app.metrics.refresh_process(app.gateway.connections.len());
+    app.metrics.refresh_process(app.gateway.connections.len(), app.bus.routed_events());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render())
 }
 

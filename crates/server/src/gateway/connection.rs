@@ -7,7 +7,7 @@
 //! (reconnect and sync), 4000 heartbeat timeout.
 
 use super::cursor::Cursors;
-use crate::chat::SendTarget;
+use crate::chat::{Draft, SendTarget};
 use crate::error::caused_by;
 use crate::guarded_io::{Guard, ReadBudgetSpent};
 use crate::slots::IpSlot;
@@ -86,7 +86,8 @@ pub(super) async fn run(app: Arc<App>, ws: WebSocket, session: Option<Session>, 
     }
 }
 
-/// Counts a socket in presence from `ready` until it ends, however it ends.
+/// Counts a socket in presence from authentication until it ends, however
+/// it ends.
 struct Online {
     app: Arc<App>,
     user: UserId,
@@ -194,11 +195,15 @@ impl Connection {
 
     /// The authenticated life of the connection.
     async fn serve(&mut self, session: Session) -> Closing {
-        if self.app.bus.local_registry().connections_of(session.user_id) >= self.app.config.max_connections_per_user {
+        // Counted over every gateway of a cluster.
+        if self.app.presence.seam.connections_of(session.user_id) >= self.app.config.max_connections_per_user {
             let error = WireError::new(ErrorCode::RateLimited, "too many connections for this user");
             let _ = self.write_error(&error, None).await;
             return Closing(Some((POLICY, "too many connections for this user")));
         }
+        // Counted before `ready` goes out, so a device that opens its next
+        // socket as soon as this one is ready meets the cap.
+        let _online = Online::new(&self.app, session.user_id);
         let (events_tx, mut events) = mpsc::channel(self.app.config.outbound_queue_frames);
         // Subscribed before the snapshot: whatever happens after it arrives.
         let _subscription = match self.app.bus.subscribe(session.user_id, events_tx).await {
@@ -220,7 +225,6 @@ impl Connection {
             Ok(state) => state,
             Err(closing) => return closing,
         };
-        let _online = Online::new(&self.app, session.user_id);
         tracing::debug!(user = session.user_id.0, device = session.device_id.0, "socket ready");
         let heartbeat = self.app.config.heartbeat_timeout();
         let gap_delay = self.app.config.gap_fill_delay();
@@ -240,7 +244,8 @@ impl Connection {
                 Some(reply) = replies.recv() => self.write_all([WsMessage::Text(reply)]).await,
                 event = events.recv() => match event {
                     Some(first) => self.on_events(&mut state, first, &mut events).await,
-                    // The bus dropped our queue: we fell too far behind.
+                    // The bus dropped our queue: we fell too far behind, or
+                    // events were lost on the way (a cluster bus cut off).
                     None => Err(Closing(Some((TRY_AGAIN_LATER, "too slow to keep up; reconnect and sync")))),
                 },
                 _ = &mut silence => {
@@ -309,7 +314,7 @@ impl Connection {
         let result = match frame {
             ClientFrame::Ping => return self.write_frame(&ServerFrame::Pong).await,
             ClientFrame::Auth { .. } => Err(WireError::bad_request("already authenticated")),
-            ClientFrame::Send { client_msg_id, channel_id, to_user_id, text } => {
+            ClientFrame::Send { client_msg_id, channel_id, to_user_id, text, attachments } => {
                 let target = match (channel_id, to_user_id) {
                     (Some(channel), _) => Some(SendTarget::Channel(channel)),
                     (None, Some(user)) => Some(SendTarget::User(user)),
@@ -317,7 +322,8 @@ impl Connection {
                 };
                 match target {
                     Some(target) => {
-                        self.send(state.user, target, client_msg_id, text, reference.clone(), replies).await
+                        let draft = Draft { client_msg_id, text, attachments };
+                        self.send(state.user, target, draft, reference.clone(), replies).await
                     }
                     None => Err(WireError::bad_request("`send` needs `channel_id` or `to_user_id`")),
                 }
@@ -342,12 +348,12 @@ impl Connection {
         &mut self,
         user: UserId,
         target: SendTarget,
-        client_msg_id: String,
-        text: String,
+        draft: Draft,
         reference: Option<Value>,
         replies: &mpsc::Sender<Utf8Bytes>,
     ) -> Result<(), WireError> {
-        let finish = self.app.chat.submit_message(user, target, client_msg_id.clone(), text).await?;
+        let client_msg_id = draft.client_msg_id.clone();
+        let finish = self.app.chat.submit_message(user, target, draft).await?;
         let replies = replies.clone();
         tokio::spawn(async move {
             let reply = match finish.await {
@@ -382,10 +388,11 @@ impl Connection {
             Err(e) => return self.write_error(&e, reference).await,
         };
         let query = HistoryQuery::Range { after: Some(after), before: None };
-        let page = match self.app.store.messages(channel, query, limit, state.user).await {
+        let mut page = match self.app.store.messages(channel, query, limit, state.user).await {
             Ok(page) => page,
             Err(e) => return self.write_error(&crate::error::store_error(e), reference).await,
         };
+        self.app.media.sign_all(&mut page.messages);
         let up_to = page.messages.last().map_or(after, |m| m.message_id);
         let synced = ServerFrame::Synced { channel_id: channel, up_to, has_more: page.has_more };
         let frames = page.messages.into_iter().map(message_frame).chain([text_frame(&synced)]);
@@ -446,6 +453,9 @@ impl Connection {
                     return Err(Closing(Some((POLICY, "token revoked"))));
                 }
             }
+            Event::ChannelHead { channel_id, last_message_id } => {
+                state.cursors.head(*channel_id, *last_message_id, Instant::now());
+            }
         }
         Ok(())
     }
@@ -472,7 +482,7 @@ impl Connection {
         for gap in state.cursors.due_gaps(Instant::now(), delay) {
             let wanted = (gap.before.0 - gap.after.0 - 1).clamp(1, validate::HISTORY_LIMIT_MAX.into()) as u32;
             let query = HistoryQuery::Range { after: Some(gap.after), before: Some(gap.before) };
-            let page = match self.app.store.messages(gap.channel, query, wanted, state.user).await {
+            let mut page = match self.app.store.messages(gap.channel, query, wanted, state.user).await {
                 Ok(page) => page,
                 // No longer a member (the removal's event is on its way
                 // or was lost): nothing more of that channel reaches us.
@@ -485,6 +495,7 @@ impl Connection {
                     return Err(Closing(Some((TRY_AGAIN_LATER, "store unavailable; reconnect and sync"))));
                 }
             };
+            self.app.media.sign_all(&mut page.messages);
             let filled_to = page.messages.last().map_or(gap.after, |m| m.message_id);
             self.app.metrics.messages_delivered.inc_by(page.messages.len() as u64);
             let frames: Vec<WsMessage> = page.messages.into_iter().map(message_frame).collect();
@@ -527,7 +538,7 @@ fn encode_event(event: &Event) -> Bytes {
         Event::Channel { channel } => ServerFrame::Channel { channel: channel.clone() },
         Event::ChannelRemoved { channel_id } => ServerFrame::ChannelRemoved { channel_id: *channel_id },
         Event::Invitation { invitation } => ServerFrame::Invitation { invitation: invitation.clone() },
-        Event::DeviceRevoked { .. } => return Bytes::new(),
+        Event::DeviceRevoked { .. } | Event::ChannelHead { .. } => return Bytes::new(),
     };
     Bytes::from(frame.to_json())
 }

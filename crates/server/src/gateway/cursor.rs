@@ -20,6 +20,8 @@ struct Cursor {
     /// before the connection's snapshot, which the client fetches itself).
     delivered: MessageId,
     held: BTreeMap<MessageId, Arc<Delivery>>,
+    /// The newest id a channel head beacon named, while not delivered.
+    head: Option<MessageId>,
     gap_since: Option<Instant>,
 }
 
@@ -76,6 +78,16 @@ impl Cursors {
         }
     }
 
+    /// Learns that the channel's newest message is `last`: if it never
+    /// arrived live (the tail of a burst was lost), that is a gap too.
+    pub fn head(&mut self, channel: ChannelId, last: MessageId, now: Instant) {
+        let Some(cursor) = self.channels.get_mut(&channel) else { return };
+        if last > cursor.delivered && cursor.head.is_none_or(|head| last > head) {
+            cursor.head = Some(last);
+            cursor.gap_since.get_or_insert(now);
+        }
+    }
+
     /// Records that everything up to `up_to` was sent (by a sync or a gap
     /// fill) and releases held messages that follow on.
     pub fn advance(&mut self, channel: ChannelId, up_to: MessageId, out: &mut Vec<Arc<Delivery>>) {
@@ -98,7 +110,10 @@ impl Cursors {
                 break;
             }
         }
-        if cursor.held.is_empty() {
+        if cursor.head.is_some_and(|head| head <= cursor.delivered) {
+            cursor.head = None;
+        }
+        if cursor.held.is_empty() && cursor.head.is_none() {
             cursor.gap_since = None;
         }
     }
@@ -114,7 +129,10 @@ impl Cursors {
             .iter()
             .filter(|(_, c)| c.gap_since.is_some_and(|since| since + delay <= now) || c.held.len() > MAX_HELD)
             .filter_map(|(&channel, c)| {
-                let (&before, _) = c.held.first_key_value()?;
+                let before = match c.held.first_key_value() {
+                    Some((&first, _)) => first,
+                    None => c.head?.next(),
+                };
                 Some(Gap { channel, after: c.delivered, before })
             })
             .collect()
@@ -177,6 +195,22 @@ mod tests {
         cursors.advance(C, MessageId(2), &mut out);
         assert_eq!(ids(&out), vec![3, 4]);
         assert!(cursors.due_gaps(start + delay, delay).is_empty());
+    }
+
+    #[test]
+    fn a_lost_tail_is_a_gap_once_a_beacon_names_it() {
+        let mut cursors = Cursors::default();
+        cursors.join(C, MessageId(1));
+        let start = Instant::now();
+        let mut out = Vec::new();
+        cursors.head(C, MessageId(1), start);
+        assert_eq!(cursors.next_gap_due(Duration::ZERO), None, "nothing missing");
+        cursors.head(C, MessageId(4), start);
+        let delay = Duration::from_millis(100);
+        let gaps = cursors.due_gaps(start + delay, delay);
+        assert_eq!(gaps, vec![Gap { channel: C, after: MessageId(1), before: MessageId(5) }]);
+        cursors.advance(C, MessageId(4), &mut out);
+        assert_eq!(cursors.next_gap_due(delay), None, "filled");
     }
 
     #[test]

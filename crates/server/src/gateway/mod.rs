@@ -47,9 +47,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(discovery: Arc<dyn Discovery>) -> Gateway {
+    pub fn new(id: String, discovery: Arc<dyn Discovery>) -> Gateway {
         Gateway {
-            id: format!("gateway-{}-{}", std::process::id(), chinwag_proto::now_ms()),
+            id,
             connections: TaskTracker::new(),
             discovery,
             ip_slots: IpSlots::default(),

@@ -274,7 +274,7 @@ impl Notifier {
             return Ok(());
         }
         let sender_name = self.store.user(message.sender_id).await?.map(|u| u.display_name).unwrap_or_default();
-        let preview: String = message.text.chars().take(self.config.push_preview_chars).collect();
+        let preview = preview(message, self.config.push_preview_chars);
         let items = recipients
             .into_iter()
             .map(|r| {
@@ -294,4 +294,19 @@ impl Notifier {
         let due = chinwag_proto::now_ms() + self.config.push_coalesce_ms as i64;
         self.store.queue_pushes(items, due).await
     }
+}
+
+/// What a notification shows of a message: its text, and what it carries
+/// ("📷 Photo", "📎 report.pdf"), within `chars` characters of text.
+fn preview(message: &Message, chars: usize) -> String {
+    let files = message.attachments.iter().map(|file| {
+        if file.width.is_some() {
+            "📷 Photo".to_owned()
+        } else {
+            format!("📎 {}", file.name)
+        }
+    });
+    let text: String = message.text.chars().take(chars).collect();
+    let parts: Vec<String> = files.chain((!text.is_empty()).then_some(text)).collect();
+    parts.join(" ")
 }

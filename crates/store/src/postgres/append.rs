@@ -20,7 +20,7 @@
 
 use super::search;
 use crate::{Appended, CommitObserver, NewMessage, StoreError};
-use chinwag_proto::{ChannelId, Message, MessageId, UserId};
+use chinwag_proto::{Attachment, ChannelId, Message, MessageId, UserId};
 use deadpool_postgres::Pool;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -108,6 +108,18 @@ struct Channels {
     blocks: HashSet<(i64, i64)>,
     /// Earlier copies of resent messages by (channel, sender, client id).
     stored: HashMap<(i64, i64, String), Message>,
+    /// The stored uploads the batch names, with their owners.
+    uploads: HashMap<String, (UserId, Attachment)>,
+}
+
+impl Channels {
+    /// The attachments `m` names, when each is a stored upload of its sender.
+    fn attachments_of(&self, m: &NewMessage) -> Option<Vec<Attachment>> {
+        m.attachments
+            .iter()
+            .map(|id| self.uploads.get(id).filter(|(owner, _)| *owner == m.sender_id).map(|(_, a)| a.clone()))
+            .collect()
+    }
 }
 
 /// A message to insert.
@@ -115,6 +127,8 @@ struct NewRow<'a> {
     message: &'a NewMessage,
     id: i64,
     mentions: Vec<UserId>,
+    /// The attachments as stored (JSON).
+    attachments: String,
 }
 
 /// Stores a batch in one transaction; one answer per message, in order.
@@ -167,6 +181,10 @@ async fn store_batch_on(
             answers.push(Err(StoreError::Blocked));
             continue;
         }
+        let Some(attachments) = known.attachments_of(m) else {
+            answers.push(Err(StoreError::NotFound));
+            continue;
+        };
         let Some(next) = last.get_mut(&m.channel_id.0) else {
             answers.push(Err(StoreError::NotAMember));
             continue;
@@ -183,15 +201,17 @@ async fn store_batch_on(
             text: m.text.clone(),
             created_at: m.created_at,
             mentioned: false,
+            attachments,
         };
         in_batch.insert(key, message.clone());
+        let attachments = crate::attachments_json(&message.attachments);
         answers.push(Ok(Appended {
             message,
             duplicate: false,
             mentions: mentions.clone(),
             members: members.iter().map(|(id, _)| *id).collect(),
         }));
-        rows.push(NewRow { message: m, id: *next, mentions });
+        rows.push(NewRow { message: m, id: *next, mentions, attachments });
     }
     if rows.is_empty() {
         tx.batch_execute("COMMIT").await?;
@@ -246,12 +266,26 @@ async fn read_channels(
     let client_ids: Vec<&[u8]> = batch.iter().map(|m| m.client_msg_id.as_bytes()).collect();
     let by_id: [&Param<'_>; 1] = [&ids];
     let by_key: [&Param<'_>; 3] = [&channels, &senders, &client_ids];
-    let (_, locked, member_rows, stored_rows, block_rows) = tokio::try_join!(
+    let mut upload_ids: Vec<&str> = batch.iter().flat_map(|m| m.attachments.iter().map(String::as_str)).collect();
+    upload_ids.sort_unstable();
+    upload_ids.dedup();
+    // Only batches with attachments pay for this read; the shared lock
+    // keeps a named upload from being collected before the commit.
+    let upload_rows = async {
+        if upload_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT {} FROM uploads WHERE id = ANY($1) AND stored FOR SHARE", super::UPLOAD_COLS);
+        let statement = tx.prepare_cached(&sql).await?;
+        tx.query(&statement, &[&upload_ids]).await
+    };
+    let (_, locked, member_rows, stored_rows, block_rows, upload_rows) = tokio::try_join!(
         tx.batch_execute("BEGIN"),
         tx.query(&lock, &by_id),
         tx.query(&members, &by_id),
         tx.query(&stored, &by_key),
         tx.query(&blocks, &by_id),
+        upload_rows,
     )?;
     let mut known = Channels::default();
     for row in locked {
@@ -271,6 +305,10 @@ async fn read_channels(
     for row in block_rows {
         known.blocks.insert((row.get(0), row.get(1)));
     }
+    for row in upload_rows {
+        let upload = super::upload_from(&row);
+        known.uploads.insert(upload.upload.id.clone(), (upload.owner, crate::attachment_of(upload.upload)));
+    }
     Ok(known)
 }
 
@@ -289,6 +327,15 @@ async fn insert_rows(
     let texts: Vec<&[u8]> = rows.iter().map(|r| r.message.text.as_bytes()).collect();
     let created: Vec<i64> = rows.iter().map(|r| r.message.created_at).collect();
     let words: Vec<String> = rows.iter().map(|r| search::words(&r.message.text).join(" ")).collect();
+    let attachments: Vec<&str> = rows.iter().map(|r| r.attachments.as_str()).collect();
+    let (mut a_uploads, mut a_channels, mut a_ids) = (Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        for upload in &row.message.attachments {
+            a_uploads.push(upload.as_str());
+            a_channels.push(row.message.channel_id.0);
+            a_ids.push(row.id);
+        }
+    }
     let (mut m_channels, mut m_ids, mut m_users) = (Vec::new(), Vec::new(), Vec::new());
     for row in rows {
         for user in &row.mentions {
@@ -299,12 +346,12 @@ async fn insert_rows(
     }
     let (moved, to): (Vec<i64>, Vec<i64>) =
         last.iter().filter(|(id, n)| before.get(id) != Some(n)).map(|(id, n)| (*id, *n)).unzip();
-    let (insert, mentions, advance) = tokio::try_join!(
+    let (insert, mentions, attach, advance) = tokio::try_join!(
         tx.prepare_cached(
-            "INSERT INTO messages (channel_id, message_id, sender_id, client_msg_id, text, created_at, search) \
-             SELECT c, m, s, k, t, a, array_to_tsvector(string_to_array(w, ' ')) \
-             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::bigint[], $7::text[]) \
-               AS v(c, m, s, k, t, a, w)",
+            "INSERT INTO messages (channel_id, message_id, sender_id, client_msg_id, text, created_at, search, attachments) \
+             SELECT c, m, s, k, t, a, array_to_tsvector(string_to_array(w, ' ')), f \
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::bigint[], $7::text[], \
+                         $8::text[]) AS v(c, m, s, k, t, a, w, f)",
         ),
         // Runs after the insert (same connection, in order): the feed ids exist.
         tx.prepare_cached(
@@ -313,11 +360,17 @@ async fn insert_rows(
              JOIN messages msg ON msg.channel_id = v.c AND msg.message_id = v.m",
         ),
         tx.prepare_cached(
+            "WITH added AS (INSERT INTO attachments (upload_id, channel_id, message_id) \
+               SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) ON CONFLICT DO NOTHING) \
+             UPDATE uploads SET attached = true WHERE id = ANY($1)",
+        ),
+        tx.prepare_cached(
             "UPDATE channels SET last_message_id = v.last \
              FROM unnest($1::bigint[], $2::bigint[]) AS v(id, last) WHERE channels.id = v.id",
         ),
     )?;
-    let message_params: [&Param<'_>; 7] = [&channels, &ids, &senders, &client_ids, &texts, &created, &words];
+    let message_params: [&Param<'_>; 8] =
+        [&channels, &ids, &senders, &client_ids, &texts, &created, &words, &attachments];
     let mention_params: [&Param<'_>; 3] = [&m_channels, &m_ids, &m_users];
     let advance_params: [&Param<'_>; 2] = [&moved, &to];
     let mention_rows = async {
@@ -327,9 +380,18 @@ async fn insert_rows(
             tx.execute(&mentions, &mention_params).await
         }
     };
+    let attachment_params: [&Param<'_>; 3] = [&a_uploads, &a_channels, &a_ids];
+    let attachment_rows = async {
+        if a_uploads.is_empty() {
+            Ok(0)
+        } else {
+            tx.execute(&attach, &attachment_params).await
+        }
+    };
     tokio::try_join!(
         tx.execute(&insert, &message_params),
         mention_rows,
+        attachment_rows,
         tx.execute(&advance, &advance_params),
         tx.batch_execute("COMMIT"),
     )?;

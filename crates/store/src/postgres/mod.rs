@@ -18,8 +18,8 @@ mod search;
 use crate::paging::{self, feed_page, Budget, Run};
 use crate::{
     Account, Appended, BackupInfo, BoxFuture, ChannelState, CommitObserver, Credentials, FeedPage, HistoryQuery,
-    MemberAdded, NewDevice, NewGroup, NewMessage, NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery,
-    Session, Store, StoreError,
+    MemberAdded, NewDevice, NewGroup, NewMessage, NewUpload, NewUser, OutboxItem, Page, PushItem, PushRecipient,
+    SearchQuery, Session, Store, StoreError, StoredUpload,
 };
 use append::AppendJob;
 use async_trait::async_trait;
@@ -65,7 +65,8 @@ pub struct PgStore {
 }
 
 const USER_COLS: &str = "id, username, display_name, created_at";
-const MESSAGE_COLS: &str = "m.channel_id, m.message_id, m.sender_id, m.client_msg_id, m.text, m.created_at";
+const MESSAGE_COLS: &str =
+    "m.channel_id, m.message_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.attachments";
 
 fn user_from(row: &Row) -> User {
     User { id: UserId(row.get(0)), username: row.get(1), display_name: row.get(2), created_at: row.get(3) }
@@ -86,19 +87,21 @@ fn message_from(row: &Row) -> Message {
         text: text_of(row, 4),
         created_at: row.get(5),
         mentioned: false,
+        attachments: crate::attachments_from_json(row.get(6)),
     }
 }
 
 /// `MESSAGE_COLS` plus whether the message mentions the viewer (`$1`) and
 /// its feed cursor.
 const VIEWED_MESSAGE: &str = "m.channel_id, m.message_id, m.sender_id, m.client_msg_id, m.text, m.created_at, \
+    m.attachments, \
     EXISTS (SELECT 1 FROM mentions x WHERE x.channel_id = m.channel_id AND x.message_id = m.message_id \
             AND x.user_id = $1), m.feed_id";
 
 fn viewed_from(row: &Row) -> (Message, i64) {
     let mut message = message_from(row);
-    message.mentioned = row.get(6);
-    (message, row.get(7))
+    message.mentioned = row.get(7);
+    (message, row.get(8))
 }
 
 impl PgStore {
@@ -1026,6 +1029,77 @@ impl Store for PgStore {
         Ok(row.ok_or(StoreError::NotFound)?.get(0))
     }
 
+    /// The owner's row is locked while their uploads are summed, so two
+    /// uploads at once cannot both squeeze past the quota.
+    async fn begin_upload(&self, u: NewUpload, quota_bytes: u64) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        query(&tx, "SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&u.owner.0]).await?;
+        let used: i64 =
+            query(&tx, "SELECT coalesce(sum(size), 0)::bigint FROM uploads WHERE owner_id = $1", &[&u.owner.0]).await?
+                [0]
+            .get(0);
+        if used as u64 + u.size > quota_bytes {
+            return Err(StoreError::QuotaExceeded);
+        }
+        let (size, width, height) = (u.size as i64, u.width.map(|w| w as i32), u.height.map(|h| h as i32));
+        exec(
+            &tx,
+            "INSERT INTO uploads (id, owner_id, name, content_type, size, width, height, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[&u.id, &u.owner.0, &u.name, &u.content_type, &size, &width, &height, &u.created_at],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upload_stored(&self, id: &str) -> Result<()> {
+        match self.execute("UPDATE uploads SET stored = true WHERE id = $1", &[&id]).await? {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    async fn upload(&self, id: &str) -> Result<Option<StoredUpload>> {
+        let row = self.row(&format!("SELECT {UPLOAD_COLS} FROM uploads WHERE id = $1"), &[&id]).await?;
+        Ok(row.map(|r| upload_from(&r)))
+    }
+
+    async fn may_view_upload(&self, id: &str, viewer: UserId) -> Result<bool> {
+        let row = self
+            .row(
+                "SELECT 1 FROM uploads WHERE id = $1 AND stored AND (owner_id = $2 OR EXISTS ( \
+                   SELECT 1 FROM attachments a JOIN members mb ON mb.channel_id = a.channel_id \
+                   WHERE a.upload_id = $1 AND mb.user_id = $2))",
+                &[&id, &viewer.0],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn collectable_uploads(&self, unattached_before_ms: i64, limit: u32) -> Result<Vec<String>> {
+        let rows = self
+            .rows(
+                &format!("SELECT id FROM uploads u WHERE {COLLECTABLE} LIMIT $2"),
+                &[&unattached_before_ms, &i64::from(limit)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn forget_upload(&self, id: &str, unattached_before_ms: i64) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let sql = format!("DELETE FROM uploads u WHERE id = $2 AND ({COLLECTABLE})");
+        let forgotten = exec(&tx, &sql, &[&unattached_before_ms, &id]).await? > 0;
+        if forgotten {
+            exec(&tx, "DELETE FROM attachments WHERE upload_id = $1", &[&id]).await?;
+        }
+        tx.commit().await?;
+        Ok(forgotten)
+    }
+
     /// Stops taking appends, lets the writers store what is queued, then
     /// closes the pool.
     async fn close(&self) {
@@ -1034,6 +1108,29 @@ impl Store for PgStore {
             let _ = task.await;
         }
         self.pool.close();
+    }
+}
+
+const UPLOAD_COLS: &str = "id, name, content_type, size, width, height, owner_id, stored, created_at";
+
+/// Uploads whose bytes should go (`u`; `$1` is the cut-off for uploads
+/// never attached).
+const COLLECTABLE: &str = "(NOT u.attached AND u.created_at < $1) \
+    OR (u.attached AND NOT EXISTS (SELECT 1 FROM attachments a WHERE a.upload_id = u.id))";
+
+fn upload_from(row: &Row) -> StoredUpload {
+    StoredUpload {
+        upload: chinwag_proto::Upload {
+            id: row.get(0),
+            name: row.get(1),
+            content_type: row.get(2),
+            size: row.get::<_, i64>(3) as u64,
+            width: row.get::<_, Option<i32>>(4).map(|w| w as u32),
+            height: row.get::<_, Option<i32>>(5).map(|h| h as u32),
+        },
+        owner: UserId(row.get(6)),
+        stored: row.get(7),
+        created_at: row.get(8),
     }
 }
 
@@ -1105,6 +1202,6 @@ mod tests {
         let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
         let versions: i64 = client.query_one("SELECT count(*) FROM schema_version", &[]).await.unwrap().get(0);
-        assert_eq!(versions, 2, "each migration recorded once");
+        assert_eq!(versions as usize, super::schema::MIGRATIONS.len(), "each migration recorded once");
     }
 }

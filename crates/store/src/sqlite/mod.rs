@@ -14,8 +14,8 @@ mod schema;
 use crate::CommitObserver;
 use crate::{
     Account, Appended, BackupInfo, BoxFuture, ChannelState, Credentials, FeedPage, HistoryQuery, MemberAdded,
-    NewDevice, NewGroup, NewMessage, NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery, Session, Store,
-    StoreError,
+    NewDevice, NewGroup, NewMessage, NewUpload, NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery,
+    Session, Store, StoreError, StoredUpload,
 };
 use async_trait::async_trait;
 use chinwag_proto::{Channel, ChannelId, DeviceId, Invitation, MessageId, User, UserId};
@@ -515,6 +515,34 @@ impl Store for SqliteStore {
     async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError> {
         let (name, candidate) = (name.to_owned(), candidate.to_owned());
         self.write(move |c| queries::shared_secret(c, &name, &candidate)).await
+    }
+
+    async fn begin_upload(&self, upload: NewUpload, quota_bytes: u64) -> Result<(), StoreError> {
+        self.write(move |c| queries::begin_upload(c, &upload, quota_bytes)).await
+    }
+
+    async fn upload_stored(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| queries::upload_stored(c, &id)).await
+    }
+
+    async fn upload(&self, id: &str) -> Result<Option<StoredUpload>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| queries::upload(c, &id)).await
+    }
+
+    async fn may_view_upload(&self, id: &str, viewer: UserId) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| queries::may_view_upload(c, &id, viewer)).await
+    }
+
+    async fn collectable_uploads(&self, unattached_before_ms: i64, limit: u32) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| queries::collectable_uploads(c, unattached_before_ms, limit)).await
+    }
+
+    async fn forget_upload(&self, id: &str, unattached_before_ms: i64) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| queries::forget_upload(c, &id, unattached_before_ms)).await
     }
 
     async fn close(&self) {

@@ -5,7 +5,7 @@
 use crate::paging::{self, feed_page, Budget, Run};
 use crate::{
     Account, Appended, ChannelState, Credentials, FeedPage, HistoryQuery, MemberAdded, NewDevice, NewGroup, NewMessage,
-    NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery, Session, StoreError,
+    NewUpload, NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery, Session, StoreError, StoredUpload,
 };
 use chinwag_proto::validate::{GROUP_MAX_MEMBERS, PAGE_MAX_BYTES};
 use chinwag_proto::{Channel, ChannelId, ChannelKind, DeviceId, Invitation, Message, MessageId, User, UserId};
@@ -15,10 +15,11 @@ use std::collections::{BTreeSet, HashMap};
 type Result<T> = std::result::Result<T, StoreError>;
 
 const USER_COLS: &str = "id, username, display_name, created_at";
-const MESSAGE_COLS: &str = "channel_id, message_id, sender_id, client_msg_id, text, created_at";
+const MESSAGE_COLS: &str = "channel_id, message_id, sender_id, client_msg_id, text, created_at, attachments";
 /// The message columns of `messages AS m` plus whether it mentions the
 /// viewer, who is always parameter `?9`.
-const VIEWED_MESSAGE: &str = "m.channel_id, m.message_id, m.sender_id, m.client_msg_id, m.text, m.created_at, \
+const VIEWED_MESSAGE: &str =
+    "m.channel_id, m.message_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.attachments, \
     EXISTS (SELECT 1 FROM mentions WHERE user_id = ?9 AND msg_rowid = m.rowid), m.rowid";
 
 fn user_from(row: &Row) -> rusqlite::Result<User> {
@@ -34,14 +35,15 @@ fn message_from(row: &Row) -> rusqlite::Result<Message> {
         text: row.get(4)?,
         created_at: row.get(5)?,
         mentioned: false,
+        attachments: crate::attachments_from_json(&row.get::<_, String>(6)?),
     })
 }
 
 /// A row of `VIEWED_MESSAGE`: the message and its rowid (a feed cursor).
 fn viewed_message_from(row: &Row) -> rusqlite::Result<(Message, i64)> {
     let mut message = message_from(row)?;
-    message.mentioned = row.get(6)?;
-    Ok((message, row.get(7)?))
+    message.mentioned = row.get(7)?;
+    Ok((message, row.get(8)?))
 }
 
 pub fn create_user(c: &Connection, u: &NewUser) -> Result<User> {
@@ -491,14 +493,29 @@ pub fn append_message(c: &Connection, m: NewMessage) -> Result<Appended> {
     if blocked {
         return Err(StoreError::Blocked);
     }
+    let attachments = attachments_of(c, &m)?;
     let id: i64 = c
         .prepare_cached(
             "UPDATE channels SET last_message_id = last_message_id + 1 WHERE id = ?1 RETURNING last_message_id",
         )?
         .query_row([m.channel_id.0], |row| row.get(0))?;
-    c.prepare_cached(&format!("INSERT INTO messages ({MESSAGE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))?
-        .execute(params![m.channel_id.0, id, m.sender_id.0, m.client_msg_id, m.text, m.created_at])?;
+    c.prepare_cached(&format!("INSERT INTO messages ({MESSAGE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"))?.execute(
+        params![
+            m.channel_id.0,
+            id,
+            m.sender_id.0,
+            m.client_msg_id,
+            m.text,
+            m.created_at,
+            crate::attachments_json(&attachments)
+        ],
+    )?;
     let mentions = record_mentions(c, &m, c.last_insert_rowid())?;
+    for upload in &m.attachments {
+        c.prepare_cached("INSERT OR IGNORE INTO attachments (upload_id, channel_id, message_id) VALUES (?1, ?2, ?3)")?
+            .execute(params![upload, m.channel_id.0, id])?;
+        c.prepare_cached("UPDATE uploads SET attached = 1 WHERE id = ?1")?.execute([upload])?;
+    }
     Ok(Appended {
         mentions,
         members,
@@ -510,9 +527,105 @@ pub fn append_message(c: &Connection, m: NewMessage) -> Result<Appended> {
             text: m.text,
             created_at: m.created_at,
             mentioned: false,
+            attachments,
         },
         duplicate: false,
     })
+}
+
+/// The attachments a new message names: stored uploads of its sender,
+/// else `NotFound`.
+fn attachments_of(c: &Connection, m: &NewMessage) -> Result<Vec<chinwag_proto::Attachment>> {
+    let mut found = Vec::with_capacity(m.attachments.len());
+    for id in &m.attachments {
+        let upload = c
+            .prepare_cached(&format!(
+                "SELECT {UPLOAD_COLS} FROM uploads WHERE id = ?1 AND owner_id = ?2 AND stored = 1"
+            ))?
+            .query_row(params![id, m.sender_id.0], upload_from)
+            .optional()?
+            .ok_or(StoreError::NotFound)?;
+        found.push(crate::attachment_of(upload.upload));
+    }
+    Ok(found)
+}
+
+const UPLOAD_COLS: &str = "id, name, content_type, size, width, height, owner_id, stored, created_at";
+
+fn upload_from(row: &Row) -> rusqlite::Result<StoredUpload> {
+    Ok(StoredUpload {
+        upload: chinwag_proto::Upload {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            content_type: row.get(2)?,
+            size: row.get::<_, i64>(3)? as u64,
+            width: row.get(4)?,
+            height: row.get(5)?,
+        },
+        owner: UserId(row.get(6)?),
+        stored: row.get(7)?,
+        created_at: row.get(8)?,
+    })
+}
+
+/// Records an upload if its owner's uploads leave room within the quota.
+pub fn begin_upload(c: &Connection, u: &NewUpload, quota_bytes: u64) -> Result<()> {
+    let used: i64 = c
+        .prepare_cached("SELECT coalesce(sum(size), 0) FROM uploads WHERE owner_id = ?1")?
+        .query_row([u.owner.0], |r| r.get(0))?;
+    if used as u64 + u.size > quota_bytes {
+        return Err(StoreError::QuotaExceeded);
+    }
+    c.prepare_cached(
+        "INSERT INTO uploads (id, owner_id, name, content_type, size, width, height, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![u.id, u.owner.0, u.name, u.content_type, u.size as i64, u.width, u.height, u.created_at])?;
+    Ok(())
+}
+
+pub fn upload_stored(c: &Connection, id: &str) -> Result<()> {
+    match c.prepare_cached("UPDATE uploads SET stored = 1 WHERE id = ?1")?.execute([id])? {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
+    }
+}
+
+pub fn upload(c: &Connection, id: &str) -> Result<Option<StoredUpload>> {
+    Ok(c.prepare_cached(&format!("SELECT {UPLOAD_COLS} FROM uploads WHERE id = ?1"))?
+        .query_row([id], upload_from)
+        .optional()?)
+}
+
+pub fn may_view_upload(c: &Connection, id: &str, viewer: UserId) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM uploads WHERE id = ?1 AND stored = 1 AND (owner_id = ?2 OR EXISTS ( \
+           SELECT 1 FROM attachments a JOIN members mb ON mb.channel_id = a.channel_id \
+           WHERE a.upload_id = ?1 AND mb.user_id = ?2))",
+    )?
+    .exists(params![id, viewer.0])?)
+}
+
+/// Uploads whose bytes should go (`u`; `?1` is the cut-off for uploads
+/// never attached).
+const COLLECTABLE: &str = "(u.attached = 0 AND u.created_at < ?1) \
+    OR (u.attached = 1 AND NOT EXISTS (SELECT 1 FROM attachments a WHERE a.upload_id = u.id))";
+
+pub fn collectable_uploads(c: &Connection, unattached_before_ms: i64, limit: u32) -> Result<Vec<String>> {
+    Ok(c.prepare_cached(&format!("SELECT id FROM uploads u WHERE {COLLECTABLE} LIMIT ?2"))?
+        .query_map(params![unattached_before_ms, limit], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn forget_upload(c: &Connection, id: &str, unattached_before_ms: i64) -> Result<bool> {
+    let forgotten = c
+        .prepare_cached(&format!("DELETE FROM uploads AS u WHERE u.id = ?2 AND ({COLLECTABLE})"))?
+        .execute(params![unattached_before_ms, id])?
+        > 0;
+    if forgotten {
+        c.prepare_cached("DELETE FROM attachments WHERE upload_id = ?1")?.execute([id])?;
+    }
+    Ok(forgotten)
 }
 
 /// Stores who among the channel's members (other than the sender) the text

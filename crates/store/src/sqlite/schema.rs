@@ -148,6 +148,30 @@ CREATE TABLE secrets (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+ALTER TABLE messages ADD COLUMN attachments TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE uploads (
+    id           TEXT PRIMARY KEY,
+    owner_id     INTEGER NOT NULL REFERENCES users(id),
+    name         TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    width        INTEGER,
+    height       INTEGER,
+    stored       INTEGER NOT NULL DEFAULT 0,
+    attached     INTEGER NOT NULL DEFAULT 0,
+    created_at   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX uploads_by_owner ON uploads(owner_id);
+CREATE INDEX uploads_unattached ON uploads(created_at) WHERE attached = 0;
+CREATE TABLE attachments (
+    upload_id  TEXT NOT NULL REFERENCES uploads(id),
+    channel_id INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    PRIMARY KEY (upload_id, channel_id, message_id)
+) WITHOUT ROWID;
+CREATE INDEX attachments_by_message ON attachments(channel_id, message_id);
+"#,
 ];
 
 fn pragmas(conn: &Connection) -> Result<(), StoreError> {

@@ -1,0 +1,95 @@
+//! A whole cluster of real processes on loopback: a private PostgreSQL, a
+//! three-server NATS cluster, and `chinwag` nodes with roles (api nodes,
+//! gateways, a presence node and a notifier node), each started like an
+//! operator would (`--store`, `--bus`, `--node-name`, `--roles`).
+
+use super::{Client, TestServer};
+use chinwag_bus::nats::LocalNats;
+use chinwag_store::postgres::LocalPostgres;
+use serde_json::Value;
+use std::time::Duration;
+
+/// The running cluster; every process stops when it drops.
+pub struct TestCluster {
+    pub api: Vec<TestServer>,
+    pub gateways: Vec<TestServer>,
+    pub presence: TestServer,
+    pub notifier: TestServer,
+    pub nats: LocalNats,
+    pub postgres: LocalPostgres,
+    /// What every node is started with.
+    common: Vec<String>,
+    /// What gateways are started with besides: the api nodes' origins,
+    /// where pages come from.
+    gateway_flags: Vec<String>,
+}
+
+/// Waits until `api` lists `n` live gateways.
+pub async fn until_gateways(api: &TestServer, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = api.call("GET", "/v1/discovery", None, None).await;
+        let servers = body["servers"].as_array().cloned().unwrap_or_default();
+        if servers.len() == n {
+            return servers;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "discovery lists {servers:?}, not {n} gateways");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Cluster tests always run on PostgreSQL: the second pass of the suite
+/// (`CHINWAG_TEST_STORE=postgres`) would only repeat them.
+pub fn repeated_pass() -> bool {
+    super::on_postgres()
+}
+
+impl TestCluster {
+    /// Starts `apis` api nodes and `gateways` gateways (plus one presence
+    /// and one notifier node), every node with `extra` flags.
+    pub fn start(apis: usize, gateways: usize, extra: &[&str]) -> TestCluster {
+        let postgres = LocalPostgres::start(false).expect("start PostgreSQL");
+        let url = postgres.create_database("cluster").expect("create the database");
+        let nats = LocalNats::start(3).expect("start NATS");
+        let mut common: Vec<String> = vec!["--store".into(), url, "--bus".into(), nats.urls()];
+        common.extend(extra.iter().map(|s| s.to_string()));
+        // The first node migrates the database; the others find it done.
+        let api: Vec<TestServer> = (0..apis).map(|i| node(&common, &format!("api-{i}"), "api")).collect();
+        let origins: Vec<&str> = api.iter().map(|a| a.base.as_str()).collect();
+        let gateway_flags = vec!["--allowed-origins".to_string(), origins.join(",")];
+        let gateway_args: Vec<String> = common.iter().chain(&gateway_flags).cloned().collect();
+        let gateways = (0..gateways).map(|i| node(&gateway_args, &format!("gw-{i}"), "gateway")).collect();
+        let presence = node(&common, "presence-0", "presence");
+        let notifier = node(&common, "notifier-0", "notifier");
+        TestCluster { api, gateways, presence, notifier, nats, postgres, common, gateway_flags }
+    }
+
+    /// The first api node: where tests sign up, log in and call the API.
+    pub fn api(&self) -> &TestServer {
+        &self.api[0]
+    }
+
+    /// A socket on gateway `g`, past `ready`.
+    pub async fn connect(&self, g: usize, token: &str) -> (Client, Value) {
+        self.gateways[g].connect(token).await
+    }
+
+    /// Waits until the first api node lists `n` live gateways.
+    pub async fn until_gateways(&self, n: usize) -> Vec<Value> {
+        until_gateways(self.api(), n).await
+    }
+
+    /// Starts one more gateway with the cluster's flags.
+    pub fn add_gateway(&mut self, name: &str) {
+        let args: Vec<String> = self.common.iter().chain(&self.gateway_flags).cloned().collect();
+        self.gateways.push(node(&args, name, "gateway"));
+    }
+}
+
+/// A node started with `args`, named `name`, running `roles`.
+fn node(args: &[String], name: &str, roles: &str) -> TestServer {
+    let mut args = args.to_vec();
+    args.extend(["--node-name".into(), name.into(), "--roles".into(), roles.into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    TestServer::start_with(&args)
+}
