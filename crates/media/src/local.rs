@@ -47,12 +47,20 @@ fn binary() -> Result<PathBuf, LocalSeaweedError> {
         .ok_or(LocalSeaweedError::NotInstalled)
 }
 
-/// A free port whose gRPC twin (SeaweedFS's default: port + 10000) we
-/// set explicitly to another free port.
-fn free_port() -> Result<u16, LocalSeaweedError> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| LocalSeaweedError::Io("finding a free port", e))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| LocalSeaweedError::Io("finding a free port", e))
+/// `count` distinct free loopback ports: every listener is held until all
+/// are chosen, so no two of the service's listeners are handed the same
+/// one. (Each gRPC twin, SeaweedFS's default port + 10000, is set
+/// explicitly to one of them.)
+fn free_ports(count: usize) -> Result<Vec<u16>, LocalSeaweedError> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LocalSeaweedError::Io("finding a free port", e))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LocalSeaweedError::Io("finding a free port", e))
 }
 
 /// `GET path` on a loopback port; the whole answer.
@@ -86,7 +94,8 @@ impl LocalSeaweed {
         std::fs::write(&config, identities).map_err(|e| LocalSeaweedError::Io("writing the S3 identities", e))?;
         let log = std::fs::File::create(dir.path().join("weed.log"))
             .map_err(|e| LocalSeaweedError::Io("creating the log", e))?;
-        let (master, s3) = (free_port()?, free_port()?);
+        let ports = free_ports(8)?;
+        let (master, s3) = (ports[0], ports[1]);
         let mut args = vec![
             "server".to_owned(),
             "-ip=127.0.0.1".into(),
@@ -103,10 +112,17 @@ impl LocalSeaweed {
             "-s3.port.iceberg=0".into(),
             "-s3.port.lance=0".into(),
         ];
-        for flag in ["-master.port.grpc", "-volume.port", "-volume.port.grpc", "-filer.port", "-filer.port.grpc"] {
-            args.push(format!("{flag}={}", free_port()?));
+        let flags = [
+            "-master.port.grpc",
+            "-volume.port",
+            "-volume.port.grpc",
+            "-filer.port",
+            "-filer.port.grpc",
+            "-s3.port.grpc",
+        ];
+        for (flag, port) in flags.iter().zip(&ports[2..]) {
+            args.push(format!("{flag}={port}"));
         }
-        args.push(format!("-s3.port.grpc={}", free_port()?));
         let child = Command::new(bin)
             .args(&args)
             .stdin(Stdio::null())

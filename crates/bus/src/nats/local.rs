@@ -17,7 +17,7 @@ pub enum LocalNatsError {
     NotInstalled,
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
-    #[error("nats-server node {0} did not become ready within 30 s: {1}")]
+    #[error("nats-server node {0} did not become ready in time: {1}")]
     NotReady(usize, String),
 }
 
@@ -51,11 +51,25 @@ fn binary() -> Result<PathBuf, LocalNatsError> {
         .ok_or(LocalNatsError::NotInstalled)
 }
 
-fn free_port() -> Result<u16, LocalNatsError> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| LocalNatsError::Io("finding a free port", e))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| LocalNatsError::Io("finding a free port", e))
+/// `count` distinct free loopback ports: every listener is held until all
+/// are chosen, so no two nodes are handed the same one.
+fn free_ports(count: usize) -> Result<Vec<u16>, LocalNatsError> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LocalNatsError::Io("finding a free port", e))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LocalNatsError::Io("finding a free port", e))
 }
+
+/// How many fresh clusters `start` tries before it gives up.
+const START_ATTEMPTS: usize = 3;
+
+/// How long one node may take to answer healthy.
+const READY_WITHIN: Duration = Duration::from_secs(20);
 
 /// `GET path` on a node's monitoring port; the status line and body.
 fn monitor_get(port: u16, path: &str) -> Option<String> {
@@ -74,15 +88,29 @@ impl LocalNats {
     /// Blocking (it waits for processes): call it before async work or on
     /// a blocking thread.
     pub fn start(size: usize) -> Result<LocalNats, LocalNatsError> {
+        // A JetStream meta group that elects no leader (seen once in many
+        // starts on a loaded machine) is not worth a failed run: a fresh
+        // cluster on fresh ports almost always comes up at once.
+        let mut attempt = 1;
+        loop {
+            match LocalNats::start_once(size) {
+                Err(LocalNatsError::NotReady(index, why)) if attempt < START_ATTEMPTS => {
+                    eprintln!("nats-server node {index} not ready ({why}); starting a fresh cluster");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(size: usize) -> Result<LocalNats, LocalNatsError> {
         let bin = binary()?;
         let dir = tempfile::Builder::new()
             .prefix("chinwag-nats-")
             .tempdir()
             .map_err(|e| LocalNatsError::Io("creating the data directory", e))?;
-        let mut nodes = Vec::new();
-        for _ in 0..size.max(1) {
-            nodes.push(Node { client: free_port()?, route: free_port()?, monitor: free_port()?, child: None });
-        }
+        let ports = free_ports(3 * size.max(1))?;
+        let nodes = ports.chunks(3).map(|p| Node { client: p[0], route: p[1], monitor: p[2], child: None }).collect();
         let mut cluster = LocalNats { dir, bin, nodes, watchdog: None };
         for index in 0..cluster.nodes.len() {
             cluster.write_config(index)?;
@@ -162,7 +190,7 @@ impl LocalNats {
 
     #[allow(clippy::disallowed_methods, reason = "start() is documented as blocking; no runtime thread runs it")]
     fn wait_ready(&mut self, index: usize) -> Result<(), LocalNatsError> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + READY_WITHIN;
         let mut last = String::new();
         while Instant::now() < deadline {
             if let Some(answer) = monitor_get(self.nodes[index].monitor, "/healthz") {
@@ -177,7 +205,9 @@ impl LocalNats {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(LocalNatsError::NotReady(index, last))
+        let log = std::fs::read_to_string(self.dir.path().join(format!("n{index}.log"))).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(8).collect();
+        Err(LocalNatsError::NotReady(index, format!("{last}\nlast log lines (newest first): {}", tail.join(" | "))))
     }
 
     /// Client URLs of every node, comma-separated (what `--bus` takes).
