@@ -53,6 +53,7 @@ fn relay_channel(id: ChannelId, user: UserId) -> Channel {
         last_message_id: MessageId(0),
         read_up_to: MessageId(0),
         created_at: 0,
+        last_change_seq: 0,
     }
 }
 
@@ -122,6 +123,7 @@ async fn serve(ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, ro
                         created_at,
                         mentioned: false,
                         attachments: Vec::new(),
+                        ..Default::default()
                     };
                     let targets = routes.members.get(&channel_id).cloned().unwrap_or_default();
                     let message_id = message.message_id;

@@ -42,6 +42,9 @@ use std::sync::{Arc, OnceLock};
 pub enum Event {
     /// A message was stored; `mentions` are the members its text mentions.
     Message { message: Message, mentions: Vec<UserId> },
+    /// A stored message was edited, deleted or reacted to: the whole
+    /// message as it is now; `mentions` are the members its text mentions.
+    MessageUpdated { message: Message, mentions: Vec<UserId> },
     /// A member's read marker moved.
     Read { channel_id: ChannelId, user_id: UserId, message_id: MessageId },
     /// A member is typing.

@@ -19,7 +19,9 @@ fn requests(route: &Route, channel: i64, user: i64) -> Vec<(String, Option<Value
         .path
         .replace("{id}", &channel.to_string())
         .replace("{channel_id}", &channel.to_string())
-        .replace("{user_id}", &user.to_string());
+        .replace("{user_id}", &user.to_string())
+        .replace("{message_id}", "1")
+        .replace("{emoji}", "%F0%9F%91%8D");
     let body = |value: Value| vec![(path.clone(), Some(value))];
     let query = |query: &str| vec![(format!("{path}?{query}"), None)];
     match route.name {
@@ -34,7 +36,8 @@ fn requests(route: &Route, channel: i64, user: i64) -> Vec<(String, Option<Value
         "OpenDirect" => body(json!({"user_id": user})),
         "CreateGroup" => body(json!({"name": "g", "member_ids": [user]})),
         "AddMember" => body(json!({"user_id": user})),
-        "History" => [query("limit=5"), query("around=1")].concat(),
+        "History" => [query("limit=5"), query("around=1"), query("changed_after=0")].concat(),
+        "EditMessage" => body(json!({"text": "mine now"})),
         "PostMessage" => body(json!({"client_msg_id": "intruder-http", "text": "let me in"})),
         "MarkRead" => body(json!({"message_id": 1})),
         "Mute" => body(json!({"muted": true})),
@@ -42,7 +45,7 @@ fn requests(route: &Route, channel: i64, user: i64) -> Vec<(String, Option<Value
         "Me" | "UserById" | "Logout" | "ListChannels" | "GetChannel" | "RemoveMember" | "Reads" | "Contacts"
         | "AddContact" | "RemoveContact" | "Blocks" | "Block" | "Unblock" | "Invitations" | "AcceptInvitation"
         | "DeclineInvitation" | "Mentions" | "Discovery" | "GetPush" | "RemovePush" | "VapidPublicKey"
-        | "GetLimits" => {
+        | "GetLimits" | "DeleteMessage" | "AddReaction" | "RemoveReaction" => {
             vec![(path, None)]
         }
         other => panic!("no authorization sample for endpoint {other}: add one here"),

@@ -11,35 +11,6 @@ use common::*;
 use reqwest::header;
 use serde_json::{json, Value};
 
-/// `POST /v1/uploads`; status and body.
-async fn upload(server: &TestServer, token: &str, name: &str, content_type: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let response = server
-        .http
-        .post(format!("{}/v1/uploads", server.base))
-        .query(&[("filename", name)])
-        .bearer_auth(token)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(bytes)
-        .send()
-        .await
-        .expect("upload");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// `GET url` (absolute, or relative to the server), with a token or none.
-async fn fetch(server: &TestServer, url: &str, token: Option<&str>, range: Option<&str>) -> reqwest::Response {
-    let url = if url.starts_with('/') { format!("{}{url}", server.base) } else { url.to_owned() };
-    let mut request = server.http.get(url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(range) = range {
-        request = request.header(header::RANGE, range);
-    }
-    request.send().await.expect("fetch")
-}
-
 async fn scenarios(server: &mut TestServer) {
     let (alice, bob, channel) = server.alice_and_bob().await;
     let carol = server.user("carol").await;
@@ -48,13 +19,13 @@ async fn scenarios(server: &mut TestServer) {
 
     // A photo with a GPS position in its EXIF, and a PDF.
     let photo = testdata::jpeg_with_gps(800, 600);
-    let (status, body) = upload(server, &alice.token, "beach.jpg", "image/jpeg", photo.clone()).await;
+    let (status, body) = server.upload(&alice.token, "beach.jpg", "image/jpeg", photo.clone()).await;
     assert_eq!(status, 201, "{body}");
     let photo_upload = &body["upload"];
     assert_eq!((photo_upload["width"].as_u64(), photo_upload["height"].as_u64()), (Some(800), Some(600)));
     assert_eq!(photo_upload["content_type"], "image/jpeg");
     let pdf = b"%PDF-1.7\n% a document\n".repeat(200);
-    let (status, body) = upload(server, &alice.token, "report.pdf", "application/pdf", pdf.clone()).await;
+    let (status, body) = server.upload(&alice.token, "report.pdf", "application/pdf", pdf.clone()).await;
     assert_eq!(status, 201, "{body}");
     let pdf_upload = body["upload"].clone();
     assert_eq!(pdf_upload["size"].as_u64(), Some(pdf.len() as u64));
@@ -75,52 +46,52 @@ async fn scenarios(server: &mut TestServer) {
 
     // The URL alone fetches it (an <img src> sends no header); what Bob
     // gets carries no location.
-    let got = fetch(server, &photo_url, None, None).await;
+    let got = server.fetch(&photo_url, None, None).await;
     assert_eq!(got.status(), 200);
     assert_eq!(got.headers()[header::CONTENT_TYPE], "image/jpeg");
     assert_eq!(got.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     let served = got.bytes().await.unwrap();
     assert!(!testdata::contains(&served, &testdata::GPS_LATITUDE), "the position was served");
     assert!(image_size(&served) == (800, 600));
-    let thumb = fetch(server, &thumbnail_url, None, None).await;
+    let thumb = server.fetch(&thumbnail_url, None, None).await;
     assert_eq!(thumb.status(), 200);
     assert_eq!(thumb.headers()[header::CONTENT_TYPE], "image/jpeg");
     assert_eq!(image_size(&thumb.bytes().await.unwrap()), (320, 240));
     // Files that are not images are downloads, never pages.
-    let document = fetch(server, files[1]["url"].as_str().unwrap(), None, None).await;
+    let document = server.fetch(files[1]["url"].as_str().unwrap(), None, None).await;
     assert_eq!(document.status(), 200);
     let disposition = document.headers()[header::CONTENT_DISPOSITION].to_str().unwrap().to_owned();
     assert!(disposition.starts_with("attachment; filename=\"report.pdf\""), "{disposition}");
     assert_eq!(document.bytes().await.unwrap(), pdf);
 
     // Ranges (video scrubbing).
-    let part = fetch(server, files[1]["url"].as_str().unwrap(), None, Some("bytes=10-19")).await;
+    let part = server.fetch(files[1]["url"].as_str().unwrap(), None, Some("bytes=10-19")).await;
     assert_eq!(part.status(), 206);
     assert_eq!(part.headers()[header::CONTENT_RANGE], format!("bytes 10-19/{}", pdf.len()).as_str());
     assert_eq!(part.bytes().await.unwrap(), &pdf[10..20]);
-    let past = fetch(server, files[1]["url"].as_str().unwrap(), None, Some("bytes=999999-")).await;
+    let past = server.fetch(files[1]["url"].as_str().unwrap(), None, Some("bytes=999999-")).await;
     assert_eq!(past.status(), 416);
 
     // Members with their token; strangers get 404 whatever they try.
     let plain = format!("/v1/media/{}", pdf_upload["id"].as_str().unwrap());
-    assert_eq!(fetch(server, &plain, Some(&bob.token), None).await.status(), 200);
-    assert_eq!(fetch(server, &plain, Some(&carol.token), None).await.status(), 404);
-    assert_eq!(fetch(server, &plain, None, None).await.status(), 404);
-    assert_eq!(fetch(server, &plain, Some("not a token"), None).await.status(), 404);
+    assert_eq!(server.fetch(&plain, Some(&bob.token), None).await.status(), 200);
+    assert_eq!(server.fetch(&plain, Some(&carol.token), None).await.status(), 404);
+    assert_eq!(server.fetch(&plain, None, None).await.status(), 404);
+    assert_eq!(server.fetch(&plain, Some("not a token"), None).await.status(), 404);
     let tampered = photo_url.replace("sig=", "sig=00");
-    assert_eq!(fetch(server, &tampered, None, None).await.status(), 404);
+    assert_eq!(server.fetch(&tampered, None, None).await.status(), 404);
     let expires: i64 = photo_url.split("expires=").nth(1).unwrap().split('&').next().unwrap().parse().unwrap();
     let stretched = photo_url.replace(&format!("expires={expires}"), &format!("expires={}", expires + 60));
-    assert_eq!(fetch(server, &stretched, None, None).await.status(), 404, "a longer life is a new signature");
+    assert_eq!(server.fetch(&stretched, None, None).await.status(), 404, "a longer life is a new signature");
     let expired = photo_url.replace(&format!("expires={expires}"), "expires=1000");
-    assert_eq!(fetch(server, &expired, None, None).await.status(), 404);
+    assert_eq!(server.fetch(&expired, None, None).await.status(), 404);
 
     // History signs URLs too; HTTP sends take attachments.
     let (status, history) = server.get(&format!("/v1/channels/{channel}/messages"), &bob.token).await;
     assert_eq!(status, 200);
     let listed = history["messages"][0]["attachments"][0]["url"].as_str().unwrap().to_owned();
-    assert_eq!(fetch(server, &listed, None, None).await.status(), 200);
-    let (status, body) = upload(server, &bob.token, "note.txt", "text/plain", b"hello".to_vec()).await;
+    assert_eq!(server.fetch(&listed, None, None).await.status(), 200);
+    let (status, body) = server.upload(&bob.token, "note.txt", "text/plain", b"hello".to_vec()).await;
     assert_eq!(status, 201);
     let note = body["upload"]["id"].as_str().unwrap().to_owned();
     let post = |token: String, ids: Value, cmid: &'static str| {
@@ -145,24 +116,24 @@ async fn scenarios(server: &mut TestServer) {
 
     // Bytes that are not what they claim, and images no one should decode.
     let png = testdata::png(10, 10);
-    let (status, body) = upload(server, &alice.token, "x.jpg", "image/jpeg", png).await;
+    let (status, body) = server.upload(&alice.token, "x.jpg", "image/jpeg", png).await;
     assert_eq!((status, body["error"]["code"].as_str()), (415, Some("unsupported_media")));
     let rss = |pid: u32| -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
     };
     let before = rss(server.pid());
-    let (status, body) = upload(server, &alice.token, "bomb.png", "image/png", testdata::png_bomb()).await;
+    let (status, body) = server.upload(&alice.token, "bomb.png", "image/png", testdata::png_bomb()).await;
     assert_eq!((status, body["error"]["code"].as_str()), (413, Some("too_large")), "{body}");
     assert!(rss(server.pid()) < before + 100 * 1024, "decoding a bomb grew the server by over 100 MB");
 
     // SIGKILL right after a 201 loses nothing.
-    let (status, body) = upload(server, &alice.token, "last.bin", "application/octet-stream", vec![7; 70_000]).await;
+    let (status, body) = server.upload(&alice.token, "last.bin", "application/octet-stream", vec![7; 70_000]).await;
     assert_eq!(status, 201);
     let last = body["upload"]["id"].as_str().unwrap().to_owned();
     drop((a, b));
     server.restart();
-    let kept = fetch(server, &format!("/v1/media/{last}"), Some(&alice.token), None).await;
+    let kept = server.fetch(&format!("/v1/media/{last}"), Some(&alice.token), None).await;
     assert_eq!(kept.status(), 200);
     assert_eq!(kept.bytes().await.unwrap().as_ref(), vec![7u8; 70_000].as_slice());
 }
@@ -195,11 +166,11 @@ async fn files_on_s3() {
 async fn sizes_and_quotas_are_enforced() {
     let server = TestServer::start_with(&["--upload-max-bytes", "1000", "--upload-quota-bytes", "1500"]);
     let alice = server.user("alice").await;
-    let (status, body) = upload(&server, &alice.token, "big.bin", "application/octet-stream", vec![1; 1001]).await;
+    let (status, body) = server.upload(&alice.token, "big.bin", "application/octet-stream", vec![1; 1001]).await;
     assert_eq!((status, body["error"]["code"].as_str()), (413, Some("too_large")));
-    assert_eq!(upload(&server, &alice.token, "a.bin", "application/octet-stream", vec![1; 1000]).await.0, 201);
-    let (status, body) = upload(&server, &alice.token, "b.bin", "application/octet-stream", vec![1; 600]).await;
+    assert_eq!(server.upload(&alice.token, "a.bin", "application/octet-stream", vec![1; 1000]).await.0, 201);
+    let (status, body) = server.upload(&alice.token, "b.bin", "application/octet-stream", vec![1; 600]).await;
     assert_eq!((status, body["error"]["code"].as_str()), (413, Some("too_large")), "over the quota");
-    let (status, _) = upload(&server, "nobody", "c.bin", "application/octet-stream", vec![1; 10]).await;
+    let (status, _) = server.upload("nobody", "c.bin", "application/octet-stream", vec![1; 10]).await;
     assert_eq!(status, 401);
 }

@@ -37,6 +37,8 @@ async fn main() -> Result<(), ClientError> {
         tokio::select! {
             event = client.next_event() => match event {
                 Some(Event::Message(m)) => println!("[{}#{}] user {}: {}", m.channel_id, m.message_id, m.sender_id, m.text),
+                Some(Event::MessageUpdated(m)) if m.deleted => println!("[{}#{}] (deleted)", m.channel_id, m.message_id),
+                Some(Event::MessageUpdated(m)) => println!("[{}#{}] (edited) {}", m.channel_id, m.message_id, m.text),
                 Some(Event::Disconnected { reason }) => println!("(disconnected: {reason}; reconnecting)"),
                 Some(Event::Ready { .. }) => println!("(ready)"),
                 Some(Event::Server(_)) => {}

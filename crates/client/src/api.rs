@@ -2,10 +2,11 @@
 
 use crate::ClientError;
 use chinwag_proto::api::{
-    CreateGroup, CreateGroupRequest, Discovery, Endpoint, FindUser, Login, LoginRequest, LoginResponse, Method,
-    NoContent, OpenDirect, OpenDirectRequest, Signup, SignupRequest, UsernameQuery,
+    AddReaction, CreateGroup, CreateGroupRequest, DeleteMessage, Discovery, EditMessage, EditMessageRequest, Endpoint,
+    FindUser, History, HistoryParams, HistoryResponse, Login, LoginRequest, LoginResponse, Method, NoContent,
+    OpenDirect, OpenDirectRequest, RemoveReaction, Signup, SignupRequest, UsernameQuery,
 };
-use chinwag_proto::{Channel, ErrorBody, User, UserId, WireError};
+use chinwag_proto::{Channel, ChannelId, ErrorBody, Message, MessageId, User, UserId, WireError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +112,55 @@ impl Api {
         Ok(self.call::<CreateGroup>(CreateGroup::ROUTE.path, Some(token), &request).await?.channel)
     }
 
+    /// Changes a message's text (its sender only).
+    pub async fn edit_message(
+        &self,
+        token: &str,
+        channel: ChannelId,
+        message: MessageId,
+        text: &str,
+    ) -> Result<Message, ClientError> {
+        let path = message_path(channel, message);
+        let request = EditMessageRequest { text: text.to_owned() };
+        Ok(self.call::<EditMessage>(&path, Some(token), &request).await?.message)
+    }
+
+    /// Deletes a message for everyone (its sender, or the group's creator).
+    pub async fn delete_message(&self, token: &str, channel: ChannelId, message: MessageId) -> Result<(), ClientError> {
+        self.call::<DeleteMessage>(&message_path(channel, message), Some(token), &NoContent {}).await.map(|_| ())
+    }
+
+    /// Adds (`add`) or removes this user's reaction; repeating it is harmless.
+    pub async fn react(
+        &self,
+        token: &str,
+        channel: ChannelId,
+        message: MessageId,
+        emoji: &str,
+        add: bool,
+    ) -> Result<(), ClientError> {
+        let path = format!(
+            "{}/reactions/{}",
+            message_path(channel, message),
+            percent_encoding::utf8_percent_encode(emoji, percent_encoding::NON_ALPHANUMERIC)
+        );
+        if add {
+            self.call::<AddReaction>(&path, Some(token), &NoContent {}).await.map(|_| ())
+        } else {
+            self.call::<RemoveReaction>(&path, Some(token), &NoContent {}).await.map(|_| ())
+        }
+    }
+
+    /// A page of history (`params` says which part).
+    pub async fn history(
+        &self,
+        token: &str,
+        channel: ChannelId,
+        params: &HistoryParams,
+    ) -> Result<HistoryResponse, ClientError> {
+        self.call::<History>(&format!("/v1/channels/{channel}/messages"), Some(token), params).await
+    }
+
     /// The WebSocket URLs of the live gateways, least loaded first.
     pub async fn discover(&self) -> Result<Vec<String>, ClientError> {
         let answer = self.call::<Discovery>(Discovery::ROUTE.path, None, &NoContent {}).await?;
@@ -125,6 +175,10 @@ impl Api {
         let base = self.base.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1);
         format!("{base}/v1/ws")
     }
+}
+
+fn message_path(channel: ChannelId, message: MessageId) -> String {
+    format!("/v1/channels/{channel}/messages/{message}")
 }
 
 /// A success body as `T`, or the server's error.

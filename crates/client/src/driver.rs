@@ -2,9 +2,12 @@
 //! the client is closed, resending what was not acknowledged and syncing
 //! what was missed.
 
+use crate::changes::{Changes, Verdict};
 use crate::order::Ordering;
-use crate::{is_transient, Ack, Api, ClientConfig, ClientError, Command, Event, Target, WireStats};
-use chinwag_proto::{ChannelId, ClientFrame, ErrorCode, MessageId, ServerFrame, WireError};
+use crate::{is_transient, Ack, Api, ClientConfig, ClientError, Command, Draft, Event, Target, WireStats};
+use chinwag_proto::api::HistoryParams;
+use chinwag_proto::validate::HISTORY_LIMIT_MAX;
+use chinwag_proto::{ChannelId, ClientFrame, ErrorCode, Message, MessageId, ServerFrame, WireError};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::sync::atomic::Ordering::Relaxed;
@@ -47,6 +50,9 @@ pub(crate) struct Driver {
     events: mpsc::Sender<Event>,
     pending: Vec<Pending>,
     order: Ordering,
+    changes: Changes,
+    /// Changes to messages not handed over yet, waiting for them.
+    parked: Vec<Message>,
     /// When sends refused as transient may be tried again.
     retry_at: Option<Instant>,
     stats: Arc<WireStats>,
@@ -66,8 +72,20 @@ impl Driver {
         stats: Arc<WireStats>,
     ) -> Self {
         let order = Ordering::with_cursors(&config.cursors);
+        let changes = Changes::with_cursors(&config.change_cursors);
         let api = Api::new(&config.base_url);
-        Driver { config, api, commands, events, pending: Vec::new(), order, retry_at: None, stats }
+        Driver {
+            config,
+            api,
+            commands,
+            events,
+            pending: Vec::new(),
+            order,
+            changes,
+            parked: Vec::new(),
+            retry_at: None,
+            stats,
+        }
     }
 
     pub async fn run(mut self, first: oneshot::Sender<Result<(), ClientError>>) {
@@ -112,7 +130,7 @@ impl Driver {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => return true,
                 command = self.commands.recv() => match command {
-                    Some(Command::Send { client_msg_id, target, text, attachments, reply }) => self.queue(client_msg_id, target, text, attachments, reply),
+                    Some(Command::Send { client_msg_id, target, draft, reply }) => self.queue(client_msg_id, target, draft, reply),
                     Some(Command::Frame(_)) => {} // read/typing while offline: dropped
                     Some(Command::Close(done)) => {
                         let _ = done.send(());
@@ -128,8 +146,7 @@ impl Driver {
         &mut self,
         client_msg_id: String,
         target: Target,
-        text: String,
-        attachments: Vec<String>,
+        draft: Draft,
         reply: oneshot::Sender<Result<Ack, ClientError>>,
     ) {
         let (channel_id, to_user_id) = match target {
@@ -140,8 +157,9 @@ impl Driver {
             client_msg_id: client_msg_id.clone(),
             channel_id,
             to_user_id,
-            text,
-            attachments,
+            text: draft.text,
+            attachments: draft.attachments,
+            reply_to: draft.reply_to,
         });
         self.pending.push(Pending { client_msg_id, frame, reply, in_flight: false });
     }
@@ -210,8 +228,10 @@ impl Driver {
         };
         let heartbeat = match frame {
             ServerFrame::Ready { user, device_id, heartbeat_interval_ms, channels } => {
+                let mut changes_behind = Vec::new();
                 for c in &channels {
                     self.order.join(c.id, c.last_message_id);
+                    changes_behind.extend(self.changes.join(c.id, c.last_change_seq).map(|after| (c.id, after)));
                 }
                 self.order.reset_syncs();
                 let behind: Vec<ChannelId> = channels
@@ -230,6 +250,11 @@ impl Driver {
                         if let Err(e) = send_sync(&mut ws, channel, after).await {
                             return (End::Lost(e), true);
                         }
+                    }
+                }
+                for (channel, after) in changes_behind {
+                    if let Err(end) = self.catch_up_changes(channel, after).await {
+                        return (end, true);
                     }
                 }
                 Duration::from_millis(heartbeat_interval_ms.max(100))
@@ -291,7 +316,7 @@ impl Driver {
                     }
                 }
                 command = self.commands.recv() => match command {
-                    Some(Command::Send { client_msg_id, target, text, attachments, reply }) => self.queue(client_msg_id, target, text, attachments, reply),
+                    Some(Command::Send { client_msg_id, target, draft, reply }) => self.queue(client_msg_id, target, draft, reply),
                     Some(Command::Frame(frame)) => {
                         if let Err(e) = ws.send(Ws::text(encode(&frame))).await {
                             return End::Lost(e.to_string());
@@ -352,12 +377,21 @@ impl Driver {
                 for m in self.order.admit(message) {
                     emit(&self.events, Event::Message(m)).await?;
                 }
+                self.release_parked().await?;
                 for (channel, after) in self.order.gaps_to_sync() {
                     self.stats.gap_syncs.fetch_add(1, Relaxed);
                     send_sync(ws, channel, after).await.map_err(End::Lost)?;
                 }
             }
+            ServerFrame::MessageUpdated { message } => match self.changes.admit(&message) {
+                Verdict::Next => self.hand_over_change(message).await?,
+                Verdict::Repeat => {
+                    self.stats.repeats_dropped.fetch_add(1, Relaxed);
+                }
+                Verdict::Missed(after) => self.catch_up_changes(message.channel_id, after).await?,
+            },
             ServerFrame::Synced { channel_id, has_more, .. } => {
+                self.release_parked().await?;
                 if let Some(after) = self.order.synced(channel_id, has_more) {
                     send_sync(ws, channel_id, after).await.map_err(End::Lost)?;
                 }
@@ -367,14 +401,72 @@ impl Driver {
             }
             ServerFrame::Channel { channel } => {
                 self.order.join(channel.id, channel.last_message_id);
+                if let Some(after) = self.changes.join(channel.id, channel.last_change_seq) {
+                    self.catch_up_changes(channel.id, after).await?;
+                }
                 emit(&self.events, Event::Server(ServerFrame::Channel { channel })).await?;
             }
             ServerFrame::ChannelRemoved { channel_id } => {
                 self.order.leave(channel_id);
+                self.changes.leave(channel_id);
+                self.parked.retain(|m| m.channel_id != channel_id);
                 emit(&self.events, Event::Server(ServerFrame::ChannelRemoved { channel_id })).await?;
             }
             ServerFrame::Pong | ServerFrame::Ready { .. } => {}
             other => emit(&self.events, Event::Server(other)).await?,
+        }
+        Ok(())
+    }
+}
+
+impl Driver {
+    /// Reads the changes of a channel after `after` from the store (over
+    /// HTTP) and hands over those not handed over yet. A failure ends the
+    /// connection: the next `ready` catches up again from the same point.
+    async fn catch_up_changes(&mut self, channel: ChannelId, mut after: u64) -> Result<(), End> {
+        self.stats.gap_syncs.fetch_add(1, Relaxed);
+        loop {
+            let params = HistoryParams {
+                changed_after: Some(after),
+                limit: Some(HISTORY_LIMIT_MAX),
+                ..HistoryParams::default()
+            };
+            let page = match self.api.history(&self.config.token, channel, &params).await {
+                Ok(page) => page,
+                // No longer a member: its `channel_removed` is on its way.
+                Err(ClientError::Server(e)) if e.code == ErrorCode::NotFound => return Ok(()),
+                Err(e) => return Err(End::Lost(format!("catching up changes: {e}"))),
+            };
+            after = page.messages.last().map_or(after, |m| m.change_seq);
+            for message in self.changes.caught_up(channel, page.messages) {
+                self.hand_over_change(message).await?;
+            }
+            if !page.has_more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Hands a change over, or parks it until its message has been.
+    async fn hand_over_change(&mut self, message: Message) -> Result<(), End> {
+        if self.order.delivered(message.channel_id).is_some_and(|d| message.message_id > d) {
+            self.parked.push(message);
+            return Ok(());
+        }
+        self.events.send(Event::MessageUpdated(message)).await.map_err(|_| End::Closed)
+    }
+
+    /// Hands over parked changes whose messages have been handed over.
+    async fn release_parked(&mut self) -> Result<(), End> {
+        if self.parked.is_empty() {
+            return Ok(());
+        }
+        let (ready, waiting): (Vec<Message>, Vec<Message>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|m| self.order.delivered(m.channel_id).is_none_or(|d| m.message_id <= d));
+        self.parked = waiting;
+        for message in ready {
+            self.events.send(Event::MessageUpdated(message)).await.map_err(|_| End::Closed)?;
         }
         Ok(())
     }

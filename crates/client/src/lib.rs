@@ -26,6 +26,7 @@
 
 mod api;
 mod backoff;
+mod changes;
 mod driver;
 mod order;
 
@@ -74,6 +75,10 @@ pub struct ClientConfig {
     /// Where the application's history ends, per channel. Channels not
     /// listed start at their newest message when first seen.
     pub cursors: HashMap<ChannelId, MessageId>,
+    /// The newest change (`change_seq`) the application has applied, per
+    /// channel; the client catches up from there. Channels not listed
+    /// start at their newest change when first seen.
+    pub change_cursors: HashMap<ChannelId, u64>,
     /// Events buffered for the application before the client stops reading.
     pub event_queue: usize,
     /// How long to wait for a connection plus `ready`.
@@ -89,6 +94,7 @@ impl ClientConfig {
             backoff: Backoff::default(),
             bind_ip: None,
             cursors: HashMap::new(),
+            change_cursors: HashMap::new(),
             event_queue: 4096,
             connect_timeout: Duration::from_secs(10),
         }
@@ -101,6 +107,21 @@ pub enum Target {
     Channel(ChannelId),
     /// The direct channel with this user (created if needed).
     User(UserId),
+}
+
+/// What a message says: text, uploads (`Api::upload`) and the message it
+/// answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Draft {
+    pub text: String,
+    pub attachments: Vec<String>,
+    pub reply_to: Option<MessageId>,
+}
+
+impl Draft {
+    pub fn text(text: &str) -> Self {
+        Draft { text: text.to_owned(), ..Draft::default() }
+    }
 }
 
 /// The server's word that a message is durably stored.
@@ -119,6 +140,11 @@ pub enum Event {
     Ready { user: User, device_id: DeviceId, channels: Vec<Channel> },
     /// The next message of a channel: exactly once, in `message_id` order.
     Message(Message),
+    /// A message was edited, deleted or reacted to: the whole message as
+    /// it is now. Exactly once per `change_seq`, ascending per channel,
+    /// never before the message itself; changes missed while away arrive
+    /// after the reconnect (several changes to one message then as one).
+    MessageUpdated(Message),
     /// Any other server frame: `read`, `typing`, `presence`, `channel`,
     /// `channel_removed`.
     Server(ServerFrame),
@@ -127,13 +153,7 @@ pub enum Event {
 }
 
 pub(crate) enum Command {
-    Send {
-        client_msg_id: String,
-        target: Target,
-        text: String,
-        attachments: Vec<String>,
-        reply: oneshot::Sender<Result<Ack, ClientError>>,
-    },
+    Send { client_msg_id: String, target: Target, draft: Draft, reply: oneshot::Sender<Result<Ack, ClientError>> },
     Frame(ClientFrame),
     Close(oneshot::Sender<()>),
 }
@@ -150,6 +170,9 @@ pub struct Client {
 pub struct ClientHandle {
     commands: mpsc::Sender<Command>,
     stats: Arc<WireStats>,
+    /// The HTTP half, for changes to messages.
+    api: Api,
+    token: Arc<str>,
 }
 
 /// What the client had to repair on the wire (all zero against a correct
@@ -174,6 +197,7 @@ impl Client {
         let (event_tx, events) = mpsc::channel(config.event_queue.max(16));
         let (first, first_rx) = oneshot::channel();
         let stats = Arc::new(WireStats::default());
+        let (api, token) = (Api::new(&config.base_url), Arc::from(config.token.as_str()));
         tokio::spawn(driver::Driver::new(config, command_rx, event_tx, stats.clone()).run(first));
         match first_rx.await {
             Ok(Ok(())) => {}
@@ -181,7 +205,7 @@ impl Client {
             Err(_) => return Err(ClientError::Closed),
         }
         // The `ready` is already queued: the application's first event.
-        Ok(Client { handle: ClientHandle { commands, stats }, events })
+        Ok(Client { handle: ClientHandle { commands, stats, api, token }, events })
     }
 
     /// A handle for sending from other tasks while this one reads events.
@@ -234,16 +258,39 @@ impl ClientHandle {
         text: &str,
         uploads: &[String],
     ) -> Result<Ack, ClientError> {
+        let draft = Draft { text: text.to_owned(), attachments: uploads.to_vec(), reply_to: None };
+        self.send_draft(target, client_msg_id, draft).await
+    }
+
+    /// Sends a message of any shape (a reply, files) under a
+    /// `client_msg_id` of your choosing; returns once it is stored.
+    pub async fn send_draft(&self, target: Target, client_msg_id: &str, draft: Draft) -> Result<Ack, ClientError> {
         let (reply, answer) = oneshot::channel();
-        let command = Command::Send {
-            client_msg_id: client_msg_id.to_owned(),
-            target,
-            text: text.to_owned(),
-            attachments: uploads.to_vec(),
-            reply,
-        };
+        let command = Command::Send { client_msg_id: client_msg_id.to_owned(), target, draft, reply };
         self.commands.send(command).await.map_err(|_| ClientError::Closed)?;
         answer.await.map_err(|_| ClientError::Closed)?
+    }
+
+    /// Changes the text of one of this user's messages.
+    pub async fn edit(&self, channel: ChannelId, message: MessageId, text: &str) -> Result<Message, ClientError> {
+        self.api.edit_message(&self.token, channel, message, text).await
+    }
+
+    /// Deletes a message for everyone (this user's, or any in a group this
+    /// user created).
+    pub async fn delete(&self, channel: ChannelId, message: MessageId) -> Result<(), ClientError> {
+        self.api.delete_message(&self.token, channel, message).await
+    }
+
+    /// Adds (`add`) or removes this user's reaction.
+    pub async fn react(
+        &self,
+        channel: ChannelId,
+        message: MessageId,
+        emoji: &str,
+        add: bool,
+    ) -> Result<(), ClientError> {
+        self.api.react(&self.token, channel, message, emoji, add).await
     }
 
     /// Moves this user's read marker forward.

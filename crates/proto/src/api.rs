@@ -3,7 +3,8 @@
 //! router from `ROUTES`, the SDK sends these types, and the authorization
 //! test walks the same table, so no endpoint exists outside it.
 //!
-//! Path parameters (`{id}`, `{user_id}`, `{channel_id}`) are ids; query
+//! Path parameters (`{id}`, `{user_id}`, `{channel_id}`, `{message_id}`)
+//! are ids, `{emoji}` is URL-encoded text; query
 //! parameters are the `Request` type of `GET` endpoints; other requests
 //! carry it as a JSON body. Errors are `{"error": ErrorBody}` everywhere.
 
@@ -130,6 +131,15 @@ endpoints! {
     History: Get "/v1/channels/{id}/messages", Member, HistoryParams => HistoryResponse;
     /// Sends a message over HTTP (201).
     PostMessage: Post "/v1/channels/{id}/messages", Member, PostMessageRequest => MessageResponse;
+    /// Changes a message's text (its sender only).
+    EditMessage: Patch "/v1/channels/{id}/messages/{message_id}", Member, EditMessageRequest => MessageResponse;
+    /// Deletes a message for everyone, leaving a tombstone (its sender, or
+    /// the group's creator; 204).
+    DeleteMessage: Delete "/v1/channels/{id}/messages/{message_id}", Member, NoContent => NoContent;
+    /// Adds the caller's reaction (idempotent; 204).
+    AddReaction: Put "/v1/channels/{id}/messages/{message_id}/reactions/{emoji}", Member, NoContent => NoContent;
+    /// Removes the caller's reaction (idempotent; 204).
+    RemoveReaction: Delete "/v1/channels/{id}/messages/{message_id}/reactions/{emoji}", Member, NoContent => NoContent;
     /// Moves the caller's read marker forward (204).
     MarkRead: Put "/v1/channels/{id}/read", Member, MarkReadRequest => NoContent;
     /// Every member's read marker.
@@ -288,6 +298,9 @@ pub struct HistoryParams {
     pub before: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub around: Option<i64>,
+    /// Messages changed after this `change_seq`, ascending by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_after: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }
@@ -308,6 +321,16 @@ pub struct PostMessageRequest {
     /// Upload ids of the sender (1-10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<String>,
+    /// The message of the same channel this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EditMessageRequest {
+    /// The new text; it may be empty only if the message has attachments.
+    #[serde(default)]
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

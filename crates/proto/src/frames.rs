@@ -25,6 +25,9 @@ pub enum ClientFrame {
         /// Upload ids (1-10); with them, `text` may be empty.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         attachments: Vec<String>,
+        /// The message of the same channel this one answers.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply_to: Option<MessageId>,
     },
     Sync {
         channel_id: ChannelId,
@@ -62,6 +65,7 @@ struct RawFrame {
     to_user_id: Option<UserId>,
     text: Option<String>,
     attachments: Option<Vec<String>>,
+    reply_to: Option<MessageId>,
     after: Option<MessageId>,
     limit: Option<u32>,
     message_id: Option<MessageId>,
@@ -102,6 +106,7 @@ impl ClientFrame {
                     to_user_id: raw.to_user_id,
                     text,
                     attachments,
+                    reply_to: raw.reply_to,
                 }
             }
             "sync" => ClientFrame::Sync {
@@ -153,6 +158,11 @@ pub enum ServerFrame {
         created_at: i64,
     },
     Message(Message),
+    /// An existing message was edited, deleted or reacted to: the whole
+    /// message as it is now.
+    MessageUpdated {
+        message: Message,
+    },
     Read {
         channel_id: ChannelId,
         user_id: UserId,

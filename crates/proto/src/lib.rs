@@ -15,7 +15,7 @@ pub mod validate;
 pub use error::{ErrorBody, ErrorCode, WireError};
 pub use frames::{ClientFrame, FrameError, PresenceStatus, ServerFrame};
 pub use ids::{ChannelId, DeviceId, MessageId, UserId};
-pub use objects::{Attachment, Channel, ChannelKind, Invitation, Message, Upload, User};
+pub use objects::{Attachment, Channel, ChannelKind, Invitation, Message, Reaction, Upload, User};
 
 /// Milliseconds since the Unix epoch, the one time unit of the protocol.
 pub fn now_ms() -> i64 {

@@ -42,10 +42,15 @@ pub struct Channel {
     pub last_message_id: MessageId,
     pub read_up_to: MessageId,
     pub created_at: i64,
+    /// The channel's newest change (edit, delete, reaction) to an existing
+    /// message: a device that knows an older one catches up with
+    /// `?changed_after=`.
+    #[serde(default)]
+    pub last_change_seq: u64,
 }
 
 /// A stored message. `(channel_id, message_id)` names it forever.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub channel_id: ChannelId,
     pub message_id: MessageId,
@@ -59,6 +64,30 @@ pub struct Message {
     /// Files sent with the message, in the order the sender gave them.
     #[serde(default)]
     pub attachments: Vec<Attachment>,
+    /// When its sender last edited the text; `null` if never.
+    #[serde(default)]
+    pub edited_at: Option<i64>,
+    /// A tombstone: its text, attachments and reactions are gone for good.
+    #[serde(default)]
+    pub deleted: bool,
+    /// The message of the same channel this one answers.
+    #[serde(default)]
+    pub reply_to: Option<MessageId>,
+    /// Who reacted with what, emoji in the order first used.
+    #[serde(default)]
+    pub reactions: Vec<Reaction>,
+    /// The channel's change that last touched this message (0: none). A
+    /// copy with a higher one is newer.
+    #[serde(default)]
+    pub change_seq: u64,
+}
+
+/// The members who reacted to a message with one emoji, in the order
+/// they did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub user_ids: Vec<UserId>,
 }
 
 fn is_false(b: &bool) -> bool {

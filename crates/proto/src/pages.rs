@@ -61,6 +61,7 @@ mod tests {
             created_at: 0,
             mentioned: false,
             attachments: Vec::new(),
+            ..Default::default()
         }
     }
 

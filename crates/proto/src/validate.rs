@@ -180,6 +180,19 @@ pub fn message_body(text: &str, attachments: &[String]) -> Result<(), WireError>
     }
 }
 
+/// Longest reaction, in characters.
+pub const EMOJI_MAX: usize = 32;
+
+/// A reaction: 1-32 characters without whitespace or control characters
+/// (an emoji, with its modifiers and joiners, or a short code like `:+1:`).
+pub fn emoji(raw: &str) -> Result<(), WireError> {
+    bounded_text("emoji", raw, EMOJI_MAX)?;
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(WireError::bad_request("emoji must not contain spaces or control characters"));
+    }
+    Ok(())
+}
+
 /// The `limit` of a history page: 1..=200, 50 when absent.
 pub fn history_limit(limit: Option<u32>) -> Result<u32, WireError> {
     match limit {

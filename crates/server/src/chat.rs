@@ -10,8 +10,8 @@ use crate::notifier::Handoff;
 use crate::ratelimit::UserLimiter;
 use crate::ServerConfig;
 use chinwag_bus::{Bus, Event, Presence};
-use chinwag_proto::{validate, ChannelId, ErrorCode, MessageId, UserId, WireError};
-use chinwag_store::{Appended, NewMessage, Session, Store, StoreError};
+use chinwag_proto::{validate, ChannelId, ErrorCode, Message, MessageId, UserId, WireError};
+use chinwag_store::{Appended, MessageChange, NewMessage, Session, Store, StoreError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -36,6 +36,8 @@ pub struct Draft {
     pub text: String,
     /// Upload ids, in order.
     pub attachments: Vec<String>,
+    /// The message of the same channel it answers.
+    pub reply_to: Option<MessageId>,
 }
 
 /// The messaging service, built from the store, the bus, presence (to
@@ -122,7 +124,7 @@ impl Chat {
         target: SendTarget,
         draft: Draft,
     ) -> Result<impl Future<Output = Result<Appended, WireError>> + Send + 'static, WireError> {
-        let Draft { client_msg_id, text, attachments } = draft;
+        let Draft { client_msg_id, text, attachments, reply_to } = draft;
         validate::client_msg_id(&client_msg_id)?;
         validate::message_body(&text, &attachments)?;
         self.send_limiter.check(&sender)?;
@@ -137,6 +139,7 @@ impl Chat {
             text,
             created_at: chinwag_proto::now_ms(),
             attachments,
+            reply_to,
         });
         let chat = self.clone();
         let accepted = std::time::Instant::now();
@@ -144,6 +147,7 @@ impl Chat {
             let mut appended = stored.await.map_err(|e| match e {
                 // The channel was checked; what is missing is an upload.
                 StoreError::NotFound => WireError::not_found("upload"),
+                StoreError::MessageNotFound => WireError::not_found("message to reply to"),
                 e => store_error(e),
             })?;
             chat.media.sign(&mut appended.message);
@@ -235,6 +239,40 @@ impl Chat {
         }
         cache.insert((me, other), id);
         cache.insert((other, me), id);
+    }
+
+    /// Edits, deletes or reacts to a stored message, then tells every
+    /// member's connections (`message_updated`, no push). A delete's
+    /// files leave the object store at once. Returns the message as it
+    /// is now.
+    pub async fn change_message(
+        &self,
+        actor: UserId,
+        channel: ChannelId,
+        message_id: MessageId,
+        change: MessageChange,
+    ) -> Result<Message, WireError> {
+        match &change {
+            MessageChange::Edit { text } if !text.is_empty() => validate::text(text)?,
+            MessageChange::React { emoji, .. } => validate::emoji(emoji)?,
+            _ => {}
+        }
+        self.send_limiter.check(&actor)?;
+        let mut changed = self
+            .store
+            .change_message(channel, message_id, actor, change, chinwag_proto::now_ms())
+            .await
+            .map_err(store_error)?;
+        if !changed.released_uploads.is_empty() {
+            self.media.remove(std::mem::take(&mut changed.released_uploads));
+        }
+        self.media.sign(&mut changed.message);
+        if changed.changed {
+            self.metrics.messages_changed.inc();
+            let event = Event::MessageUpdated { message: changed.message.clone(), mentions: changed.mentions };
+            self.bus.publish(&changed.members, event);
+        }
+        Ok(changed.message)
     }
 
     /// Moves `user`'s read marker forward and tells every member's

@@ -33,6 +33,9 @@ impl From<ErrorCode> for ApiError {
 pub fn store_error(e: StoreError) -> WireError {
     match e {
         StoreError::NotFound | StoreError::NotAMember => WireError::not_found("channel or user"),
+        StoreError::MessageNotFound => WireError::not_found("message"),
+        StoreError::NotAllowed => WireError::new(ErrorCode::Forbidden, "only its sender may change a message"),
+        StoreError::TextEmpty => WireError::new(ErrorCode::TextEmpty, "a message without attachments needs text"),
         StoreError::UsernameTaken => WireError::new(ErrorCode::UsernameTaken, "username is taken"),
         StoreError::GroupTooLarge => WireError::new(ErrorCode::GroupTooLarge, "a group has at most 100 members"),
         StoreError::Blocked => WireError::new(ErrorCode::Forbidden, "one of you has blocked the other"),

@@ -373,25 +373,50 @@ impl Media {
     }
 
     /// Removes uploads nobody holds: never sent within the allowed time,
-    /// or no longer held by any message. Each is forgotten first (so no
-    /// message can attach it meanwhile), then its bytes go.
+    /// or no longer held by any message.
     pub async fn collect(&self) -> Result<usize, StoreError> {
-        let cutoff = chinwag_proto::now_ms() - (self.config.unattached_upload_ttl_s as i64) * 1000;
+        let cutoff = self.unattached_cutoff();
         let mut removed = 0;
         for id in self.store.collectable_uploads(cutoff, COLLECT_BATCH).await? {
-            if !self.store.forget_upload(&id, cutoff).await? {
-                continue;
+            if self.remove_one(&id, cutoff).await? {
+                removed += 1;
             }
-            for variant in [Variant::Original, Variant::Thumbnail] {
-                if let Ok(key) = variant.key(&id) {
-                    if let Err(e) = self.objects.delete(&key).await {
-                        tracing::warn!(error = %e, %id, "could not remove an upload's bytes");
-                    }
-                }
-            }
-            removed += 1;
         }
         Ok(removed)
+    }
+
+    /// Removes, in the background, the files a deleted message released.
+    /// What fails here (the object store is down) the next `collect` finds.
+    pub fn remove(self: &Arc<Self>, ids: Vec<String>) {
+        let media = self.clone();
+        tokio::spawn(async move {
+            let cutoff = media.unattached_cutoff();
+            for id in ids {
+                if let Err(e) = media.remove_one(&id, cutoff).await {
+                    tracing::warn!(error = %e, %id, "could not remove a deleted message's file; collection will");
+                }
+            }
+        });
+    }
+
+    fn unattached_cutoff(&self) -> i64 {
+        chinwag_proto::now_ms() - (self.config.unattached_upload_ttl_s as i64) * 1000
+    }
+
+    /// Forgets one upload if nobody holds it (so no message can attach it
+    /// meanwhile), then removes its bytes; whether it was removed.
+    async fn remove_one(&self, id: &str, cutoff: i64) -> Result<bool, StoreError> {
+        if !self.store.forget_upload(id, cutoff).await? {
+            return Ok(false);
+        }
+        for variant in [Variant::Original, Variant::Thumbnail] {
+            if let Ok(key) = variant.key(id) {
+                if let Err(e) = self.objects.delete(&key).await {
+                    tracing::warn!(error = %e, %id, "could not remove an upload's bytes");
+                }
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Metrics {
     /// Users with at least one connected device.
     pub users_online: Gauge,
     pub messages_stored: Counter,
+    /// Edits, deletes and reaction changes stored.
+    pub messages_changed: Counter,
     /// `message` frames written to sockets.
     pub messages_delivered: Counter,
     /// Sockets closed because they could not keep up.
@@ -52,6 +54,7 @@ impl Default for Metrics {
         let connections = Gauge::default();
         let users_online = Gauge::default();
         let messages_stored = Counter::default();
+        let messages_changed = Counter::default();
         let messages_delivered = Counter::default();
         let slow_consumers_closed = Counter::default();
         let csp_violations = Counter::default();
@@ -79,6 +82,7 @@ impl Default for Metrics {
         registry.register("connections", "Authenticated WebSocket connections", connections.clone());
         registry.register("users_online", "Users with a connected device", users_online.clone());
         registry.register("messages_stored", "Messages durably stored", messages_stored.clone());
+        registry.register("messages_changed", "Edits, deletes and reaction changes stored", messages_changed.clone());
         registry.register("messages_delivered", "Message frames written to sockets", messages_delivered.clone());
         registry.register(
             "slow_consumers_closed",
@@ -116,6 +120,7 @@ impl Default for Metrics {
             connections,
             users_online,
             messages_stored,
+            messages_changed,
             messages_delivered,
             slow_consumers_closed,
             send_ack_seconds,

@@ -42,6 +42,7 @@ pub async fn send(store: &dyn Store, channel: ChannelId, sender: UserId, cmid: &
             text: format!("text of {cmid}"),
             created_at: 5,
             attachments: Vec::new(),
+            reply_to: None,
         })
         .await
         .expect("append")
@@ -88,6 +89,7 @@ pub async fn client_text_is_kept_byte_for_byte(store: &dyn Store) {
         text: text.into(),
         created_at: 5,
         attachments: Vec::new(),
+        reply_to: None,
     };
     let stored = store.append_message(new()).await.unwrap();
     assert_eq!((stored.message.text.as_str(), stored.message.client_msg_id.as_str()), (text, cmid));
@@ -249,6 +251,7 @@ pub async fn message_ids_are_sequential_and_idempotent(store: &dyn Store) {
                 text: "x".into(),
                 created_at: 1,
                 attachments: Vec::new(),
+                reply_to: None,
             })
             .await,
         Err(StoreError::NotAMember)
@@ -268,6 +271,7 @@ pub async fn message_ids_are_sequential_and_idempotent(store: &dyn Store) {
                 text: "x".into(),
                 created_at: 1,
                 attachments: Vec::new(),
+                reply_to: None,
             })
             .await,
         Err(StoreError::NotAMember)
@@ -317,6 +321,7 @@ pub async fn refused_writes_leave_no_trace(store: Arc<dyn Store>) {
                     text: format!("text {i}"),
                     created_at: 1,
                     attachments: Vec::new(),
+                    reply_to: None,
                 })
                 .await
         }));
@@ -389,6 +394,7 @@ pub async fn pages_stay_within_their_byte_budget(store: &dyn Store) {
                 text: long.clone(),
                 created_at: 1,
                 attachments: Vec::new(),
+                reply_to: None,
             })
             .await
             .unwrap();
@@ -481,6 +487,7 @@ pub async fn departures_invitations_and_blocks(store: &dyn Store) {
                 text: "x".into(),
                 created_at: 14,
                 attachments: Vec::new(),
+                reply_to: None,
             })
             .await;
         assert!(matches!(refused, Err(StoreError::Blocked)), "{refused:?}");
@@ -563,6 +570,7 @@ pub async fn search_and_mentions(store: &dyn Store) {
             text: text.into(),
             created_at: 1,
             attachments: Vec::new(),
+            reply_to: None,
         })
     };
     say(ab, a, "1", "the Crème brûlée recipe").await.unwrap();
@@ -819,6 +827,7 @@ pub async fn conflicting_resends_of_one_message(store: Arc<dyn Store>) {
                         text: "x".into(),
                         created_at: 1,
                         attachments: Vec::new(),
+                        reply_to: None,
                     })
                     .await
             }
@@ -870,6 +879,7 @@ fn with_files(channel: ChannelId, sender: UserId, cmid: &str, uploads: &[&str]) 
         text: String::new(),
         created_at: 5,
         attachments: uploads.iter().map(|u| u.to_string()).collect(),
+        reply_to: None,
     }
 }
 
@@ -925,6 +935,182 @@ pub async fn uploads_are_attached_viewed_and_collected(store: &dyn Store) {
     assert_eq!(store.collectable_uploads(100, 10).await.unwrap(), vec!["up2".to_string()]);
 }
 
+fn say(channel: ChannelId, sender: UserId, cmid: &str, text: &str) -> NewMessage {
+    NewMessage {
+        channel_id: channel,
+        sender_id: sender,
+        client_msg_id: cmid.into(),
+        text: text.into(),
+        created_at: 5,
+        attachments: Vec::new(),
+        reply_to: None,
+    }
+}
+
+async fn change(
+    store: &dyn Store,
+    channel: ChannelId,
+    id: MessageId,
+    actor: UserId,
+    change: MessageChange,
+) -> Result<Changed, StoreError> {
+    store.change_message(channel, id, actor, change, 50).await
+}
+
+fn edit(text: &str) -> MessageChange {
+    MessageChange::Edit { text: text.into() }
+}
+
+fn react(emoji: &str, add: bool) -> MessageChange {
+    MessageChange::React { emoji: emoji.into(), add }
+}
+
+pub async fn edits_reactions_and_replies(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let c = user(store, "carol").await;
+    let group = store
+        .create_group(NewGroup { creator: b, name: "g".into(), member_ids: vec![a], created_at: 1 })
+        .await
+        .unwrap();
+    let first = store.append_message(say(group.id, a, "m1", "helo wrold")).await.unwrap().message;
+    assert_eq!((first.change_seq, first.edited_at, first.deleted, first.reply_to), (0, None, false, None));
+    // Replies name a message of the same channel.
+    let reply = NewMessage { reply_to: Some(first.message_id), ..say(group.id, b, "m2", "hi") };
+    assert_eq!(store.append_message(reply).await.unwrap().message.reply_to, Some(first.message_id));
+    let dangling = NewMessage { reply_to: Some(MessageId(99)), ..say(group.id, b, "m3", "?") };
+    assert!(matches!(store.append_message(dangling).await, Err(StoreError::MessageNotFound)));
+
+    // Only the sender edits; each change takes the channel's next change_seq.
+    assert!(matches!(change(store, group.id, first.message_id, b, edit("x")).await, Err(StoreError::NotAllowed)));
+    assert!(matches!(change(store, group.id, first.message_id, c, edit("x")).await, Err(StoreError::NotAMember)));
+    assert!(matches!(change(store, group.id, MessageId(42), a, edit("x")).await, Err(StoreError::MessageNotFound)));
+    assert!(matches!(change(store, group.id, first.message_id, a, edit("")).await, Err(StoreError::TextEmpty)));
+    let edited = change(store, group.id, first.message_id, a, edit("hello @bob, world")).await.unwrap();
+    assert!(edited.changed);
+    assert_eq!(
+        (edited.message.text.as_str(), edited.message.edited_at, edited.message.change_seq),
+        ("hello @bob, world", Some(50), 1)
+    );
+    assert_eq!(edited.mentions, vec![b], "an edited-in mention counts");
+    assert_eq!(edited.members, vec![a, b]);
+    let same = change(store, group.id, first.message_id, a, edit("hello @bob, world")).await.unwrap();
+    assert!(!same.changed && same.message.change_seq == 1, "the same text changes nothing");
+
+    let r1 = change(store, group.id, first.message_id, b, react("👍", true)).await.unwrap();
+    let r2 = change(store, group.id, first.message_id, a, react("👍", true)).await.unwrap();
+    let again = change(store, group.id, first.message_id, a, react("👍", true)).await.unwrap();
+    assert_eq!((r1.message.change_seq, r2.message.change_seq, again.changed), (2, 3, false));
+    assert_eq!(r2.message.reactions, vec![chinwag_proto::Reaction { emoji: "👍".into(), user_ids: vec![b, a] }]);
+    assert_eq!(r2.mentions, vec![b], "mentions stay with the message");
+    let removed = change(store, group.id, first.message_id, b, react("👍", false)).await.unwrap();
+    assert_eq!(removed.message.reactions[0].user_ids, vec![a]);
+
+    // Search and the mentions feed follow the edit.
+    let words = |w: &str| SearchQuery { terms: vec![w.into()], channel: None, before: None, limit: 10 };
+    assert!(store.search(a, words("wrold")).await.unwrap().messages.is_empty(), "the old words are gone");
+    assert_eq!(store.search(a, words("world")).await.unwrap().messages.len(), 1);
+    assert_eq!(store.mentions(b, None, 10).await.unwrap().messages.len(), 1);
+
+    // Channels and `changed_after` tell what changed since a point.
+    let channel = store.channel(group.id, a).await.unwrap().unwrap();
+    assert_eq!(channel.last_change_seq, 4);
+    let page = store.changes(group.id, 0, 10, b).await.unwrap();
+    assert_eq!(page.messages.len(), 1, "each changed message once, as it is now");
+    assert_eq!((page.messages[0].change_seq, page.messages[0].mentioned), (4, true));
+    assert!(store.changes(group.id, 4, 10, b).await.unwrap().messages.is_empty());
+    assert!(matches!(store.changes(group.id, 0, 10, c).await, Err(StoreError::NotAMember)));
+    let history = store.messages(group.id, HistoryQuery::Latest, 10, b).await.unwrap();
+    assert_eq!(history.messages[0], page.messages[0]);
+}
+
+pub async fn deletes_leave_an_empty_tombstone(store: &dyn Store) {
+    let (a, b) = two_users(store).await;
+    let c = user(store, "carol").await;
+    let group = store
+        .create_group(NewGroup { creator: b, name: "g".into(), member_ids: vec![a, c], created_at: 1 })
+        .await
+        .unwrap();
+    store.begin_upload(new_upload("f1", a, 10, 1), 1_000).await.unwrap();
+    store.upload_stored("f1").await.unwrap();
+    let with_file = NewMessage { text: "secret plans @carol".into(), ..with_files(group.id, a, "m1", &["f1"]) };
+    let doomed = store.append_message(with_file).await.unwrap().message;
+    let kept = store.append_message(say(group.id, c, "m2", "secret recipe")).await.unwrap().message;
+    change(store, group.id, doomed.message_id, b, react("🎉", true)).await.unwrap();
+
+    // Its sender or the group's creator may delete; nobody else.
+    assert!(matches!(
+        change(store, group.id, doomed.message_id, c, MessageChange::Delete).await,
+        Err(StoreError::NotAllowed)
+    ));
+    let gone = change(store, group.id, doomed.message_id, b, MessageChange::Delete).await.unwrap();
+    let tomb = &gone.message;
+    assert!(tomb.deleted && tomb.text.is_empty() && tomb.attachments.is_empty() && tomb.reactions.is_empty());
+    assert_eq!((tomb.message_id, tomb.sender_id, tomb.change_seq), (doomed.message_id, a, 2));
+    assert_eq!(gone.released_uploads, vec!["f1".to_string()]);
+    assert!(gone.mentions.is_empty());
+    let twice = change(store, group.id, doomed.message_id, a, MessageChange::Delete).await.unwrap();
+    assert!(!twice.changed, "deleting twice changes nothing");
+    assert!(matches!(
+        change(store, group.id, doomed.message_id, a, edit("back")).await,
+        Err(StoreError::MessageNotFound)
+    ));
+    assert!(matches!(
+        change(store, group.id, doomed.message_id, b, react("👍", true)).await,
+        Err(StoreError::MessageNotFound)
+    ));
+
+    // Gone from history, search and mentions; the id stays (no gap).
+    let history = store.messages(group.id, HistoryQuery::Around(doomed.message_id), 10, c).await.unwrap();
+    let ids: Vec<i64> = history.messages.iter().map(|m| m.message_id.0).collect();
+    assert_eq!(ids, vec![1, 2]);
+    assert_eq!(history.messages[0], *tomb);
+    let words = SearchQuery { terms: vec!["secret".into()], channel: None, before: None, limit: 10 };
+    let found = store.search(c, words).await.unwrap().messages;
+    assert_eq!(found.iter().map(|m| m.message_id).collect::<Vec<_>>(), vec![kept.message_id]);
+    assert!(store.mentions(c, None, 10).await.unwrap().messages.is_empty());
+    // Its file is no longer held: others may not see it, collection takes it.
+    assert!(!store.may_view_upload("f1", c).await.unwrap());
+    assert_eq!(store.collectable_uploads(0, 10).await.unwrap(), vec!["f1".to_string()]);
+}
+
+pub async fn concurrent_changes_never_share_a_change_seq(store: Arc<dyn Store>) {
+    let (a, b) = two_users(store.as_ref()).await;
+    let mut members = vec![b];
+    for i in 0..6 {
+        members.push(user(store.as_ref(), &format!("user{i}")).await);
+    }
+    let group = store
+        .create_group(NewGroup { creator: a, name: "g".into(), member_ids: members.clone(), created_at: 1 })
+        .await
+        .unwrap();
+    let target = store.append_message(say(group.id, a, "m1", "react to me")).await.unwrap().message;
+    let mut tasks = Vec::new();
+    for (i, &member) in members.iter().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for emoji in ["👍", "🎉", "❤"] {
+                let changed = store
+                    .change_message(group.id, target.message_id, member, react(emoji, true), 60 + i as i64)
+                    .await
+                    .unwrap();
+                seqs.push(changed.message.change_seq);
+            }
+            seqs
+        }));
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.extend(task.await.unwrap());
+    }
+    seqs.sort_unstable();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "every change took its own change_seq, none lost");
+    let now = store.messages(group.id, HistoryQuery::Latest, 1, a).await.unwrap().messages.remove(0);
+    assert_eq!(now.change_seq, seqs.len() as u64);
+    assert!(now.reactions.iter().all(|r| r.user_ids.len() == members.len()), "no reaction lost");
+}
+
 /// Generates one `#[tokio::test]` per contract function for a backend.
 #[macro_export]
 macro_rules! store_contract_tests {
@@ -958,6 +1144,8 @@ macro_rules! store_contract_tests {
             case!(search_and_mentions);
             case!(push_outbox_coalesces_and_retries);
             case!(uploads_are_attached_viewed_and_collected);
+            case!(edits_reactions_and_replies);
+            case!(deletes_leave_an_empty_tombstone);
 
             macro_rules! shared_case {
                 ($shared:ident) => {
@@ -977,6 +1165,7 @@ macro_rules! store_contract_tests {
             shared_case!(refused_writes_leave_no_trace);
             shared_case!(push_claims_are_exclusive);
             shared_case!(conflicting_first_secrets);
+            shared_case!(concurrent_changes_never_share_a_change_seq);
         }
     };
 }

@@ -16,6 +16,17 @@ pub enum StoreError {
     /// One of the users blocked the other.
     #[error("blocked")]
     Blocked,
+    /// The message named (to change, or to reply to) does not exist in the
+    /// channel, or was deleted (for a change other than a delete).
+    #[error("no such message")]
+    MessageNotFound,
+    /// Only a message's sender (for a delete, also the group's creator)
+    /// may change it.
+    #[error("not allowed")]
+    NotAllowed,
+    /// An edit would leave a message with neither text nor attachments.
+    #[error("text empty")]
+    TextEmpty,
     /// An upload would take its owner past their storage quota.
     #[error("storage quota exceeded")]
     QuotaExceeded,

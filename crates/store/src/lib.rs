@@ -5,6 +5,7 @@
 //!
 //! This crate must not know about sockets, the bus or HTTP.
 
+mod change;
 mod error;
 mod paging;
 pub mod postgres;
@@ -168,6 +169,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page, StoreError>;
     /// Moves `user`'s read marker forward (never back, never past the last
     /// message). Returns the new marker when it moved.
+    /// Edits, deletes or reacts to a message, as `actor`. `NotAMember` when
+    /// the actor is not a member, `MessageNotFound`, `NotAllowed` (not the
+    /// sender), `TextEmpty` (an edit leaving nothing). A delete really
+    /// removes the text and attachments from the message, the search
+    /// index and the mentions feed.
+    async fn change_message(
+        &self,
+        channel: ChannelId,
+        message_id: MessageId,
+        actor: UserId,
+        change: MessageChange,
+        now_ms: i64,
+    ) -> Result<Changed, StoreError>;
+    /// The channel's messages whose `change_seq` is above `after`,
+    /// ascending by it, as `viewer` sees them (`NotAMember` otherwise).
+    async fn changes(&self, channel: ChannelId, after: u64, limit: u32, viewer: UserId) -> Result<Page, StoreError>;
     async fn set_read(
         &self,
         id: ChannelId,

@@ -90,6 +90,37 @@ pub struct NewMessage {
     pub created_at: i64,
     /// Ids of stored uploads of the sender, in order.
     pub attachments: Vec<String>,
+    /// A message of the same channel that this one answers.
+    pub reply_to: Option<MessageId>,
+}
+
+/// A change to a message that exists: each takes the channel's next
+/// `change_seq` (unless it changes nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageChange {
+    /// New text (its sender only).
+    Edit { text: String },
+    /// A tombstone in its place: text, attachments and reactions go (its
+    /// sender, or the creator of the group).
+    Delete,
+    /// Adds (`add`) or removes the actor's reaction.
+    React { emoji: String, add: bool },
+}
+
+/// What a change did.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    /// The whole message as it is now.
+    pub message: Message,
+    /// False when the change was already in effect (a repeated reaction, a
+    /// second delete, the same text): no `change_seq` was taken.
+    pub changed: bool,
+    /// The channel's members as the change's own transaction saw them.
+    pub members: Vec<UserId>,
+    /// Members the message's text mentions now.
+    pub mentions: Vec<UserId>,
+    /// Uploads that no message holds any more (a delete): their bytes can go.
+    pub released_uploads: Vec<String>,
 }
 
 /// An upload about to be stored: its bytes are being written to the

@@ -219,6 +219,35 @@ impl TestServer {
         self.call("POST", path, Some(token), Some(body)).await
     }
 
+    /// `GET url` (absolute, or relative to the server), with a token or none.
+    pub async fn fetch(&self, url: &str, token: Option<&str>, range: Option<&str>) -> reqwest::Response {
+        let url = if url.starts_with('/') { format!("{}{url}", self.base) } else { url.to_owned() };
+        let mut request = self.http.get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(range) = range {
+            request = request.header(reqwest::header::RANGE, range);
+        }
+        request.send().await.expect("fetch")
+    }
+
+    /// `POST /v1/uploads`; status and body.
+    pub async fn upload(&self, token: &str, name: &str, content_type: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/v1/uploads", self.base))
+            .query(&[("filename", name)])
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Signs up and logs in; returns the user's id and a device token.
     pub async fn user(&self, name: &str) -> Account {
         let (status, body) =

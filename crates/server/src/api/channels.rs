@@ -10,12 +10,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use chinwag_proto::api::{
-    AddMemberRequest, AddMemberResponse, ChannelResponse, ChannelsResponse, CreateGroupRequest, HistoryParams,
-    HistoryResponse, InvitationsResponse, MarkReadRequest, MessageResponse, OpenDirectRequest, PostMessageRequest,
-    ReadMarker, ReadsResponse,
+    AddMemberRequest, AddMemberResponse, ChannelResponse, ChannelsResponse, CreateGroupRequest, EditMessageRequest,
+    HistoryParams, HistoryResponse, InvitationsResponse, MarkReadRequest, MessageResponse, OpenDirectRequest,
+    PostMessageRequest, ReadMarker, ReadsResponse,
 };
 use chinwag_proto::{validate, ChannelId, MessageId, UserId, WireError};
-use chinwag_store::HistoryQuery;
+use chinwag_store::{HistoryQuery, MessageChange};
 use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -125,9 +125,14 @@ pub async fn history(
     ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> Result<Json<HistoryResponse>> {
     let limit = validate::history_limit(params.limit)?;
-    let query = history_query(&params)?;
     let channel = app.chat.channel_for(session.user_id, ChannelId(id)).await?;
-    let mut page = app.store.messages(channel.id, query, limit, session.user_id).await?;
+    let mut page = match params.changed_after {
+        Some(_) if params.after.is_some() || params.before.is_some() || params.around.is_some() => {
+            return Err(ApiError(WireError::bad_request("`changed_after` cannot be combined with other cursors")))
+        }
+        Some(after) => app.store.changes(channel.id, after, limit, session.user_id).await?,
+        None => app.store.messages(channel.id, history_query(&params)?, limit, session.user_id).await?,
+    };
     app.media.sign_all(&mut page.messages);
     Ok(Json(HistoryResponse { messages: page.messages, has_more: page.has_more }))
 }
@@ -143,10 +148,63 @@ pub async fn post_message(
         .send_message(
             session.user_id,
             SendTarget::Channel(ChannelId(id)),
-            Draft { client_msg_id: body.client_msg_id, text: body.text, attachments: body.attachments },
+            Draft {
+                client_msg_id: body.client_msg_id,
+                text: body.text,
+                attachments: body.attachments,
+                reply_to: body.reply_to,
+            },
         )
         .await?;
     Ok((StatusCode::CREATED, Json(MessageResponse { message: appended.message })))
+}
+
+/// Changes a message's text (its sender only): 200 `{message}`.
+pub async fn edit_message(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiPath((id, message_id)): ApiPath<(i64, i64)>,
+    ApiJson(body): ApiJson<EditMessageRequest>,
+) -> Result<Json<MessageResponse>> {
+    let change = MessageChange::Edit { text: body.text };
+    let message = app.chat.change_message(session.user_id, ChannelId(id), MessageId(message_id), change).await?;
+    Ok(Json(MessageResponse { message }))
+}
+
+/// Leaves a tombstone in the message's place (its sender, or the group's
+/// creator): 204.
+pub async fn delete_message(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiPath((id, message_id)): ApiPath<(i64, i64)>,
+) -> Result<StatusCode> {
+    let change = MessageChange::Delete;
+    app.chat.change_message(session.user_id, ChannelId(id), MessageId(message_id), change).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Adds the caller's reaction (idempotent): 204.
+pub async fn add_reaction(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiPath((id, message_id, emoji)): ApiPath<(i64, i64, String)>,
+) -> Result<StatusCode> {
+    react(&app, session.user_id, (id, message_id), emoji, true).await
+}
+
+/// Removes the caller's reaction (idempotent): 204.
+pub async fn remove_reaction(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ApiPath((id, message_id, emoji)): ApiPath<(i64, i64, String)>,
+) -> Result<StatusCode> {
+    react(&app, session.user_id, (id, message_id), emoji, false).await
+}
+
+async fn react(app: &App, user: UserId, (id, message_id): (i64, i64), emoji: String, add: bool) -> Result<StatusCode> {
+    let change = MessageChange::React { emoji, add };
+    app.chat.change_message(user, ChannelId(id), MessageId(message_id), change).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn mark_read(

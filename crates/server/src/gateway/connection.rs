@@ -314,7 +314,7 @@ impl Connection {
         let result = match frame {
             ClientFrame::Ping => return self.write_frame(&ServerFrame::Pong).await,
             ClientFrame::Auth { .. } => Err(WireError::bad_request("already authenticated")),
-            ClientFrame::Send { client_msg_id, channel_id, to_user_id, text, attachments } => {
+            ClientFrame::Send { client_msg_id, channel_id, to_user_id, text, attachments, reply_to } => {
                 let target = match (channel_id, to_user_id) {
                     (Some(channel), _) => Some(SendTarget::Channel(channel)),
                     (None, Some(user)) => Some(SendTarget::User(user)),
@@ -322,7 +322,7 @@ impl Connection {
                 };
                 match target {
                     Some(target) => {
-                        let draft = Draft { client_msg_id, text, attachments };
+                        let draft = Draft { client_msg_id, text, attachments, reply_to };
                         self.send(state.user, target, draft, reference.clone(), replies).await
                     }
                     None => Err(WireError::bad_request("`send` needs `channel_id` or `to_user_id`")),
@@ -423,16 +423,15 @@ impl Connection {
     /// Decides what one event means for this connection.
     fn route(&mut self, state: &mut State, delivery: Arc<Delivery>) -> Step {
         match &delivery.event {
-            Event::Message { message, mentions } => {
+            Event::Message { message, .. } => {
                 let (channel, id) = (message.channel_id, message.message_id);
-                // The mentioned member gets their own copy, flagged.
-                let delivery = if mentions.contains(&state.user) {
-                    let message = Message { mentioned: true, ..message.clone() };
-                    Arc::new(Delivery::new(Event::Message { message, mentions: Vec::new() }))
-                } else {
-                    delivery
-                };
+                let delivery = flagged_for(state.user, delivery);
                 state.cursors.admit(channel, id, delivery, Instant::now(), &mut self.outgoing);
+            }
+            Event::MessageUpdated { message, .. } => {
+                let (channel, id) = (message.channel_id, message.message_id);
+                let delivery = flagged_for(state.user, delivery);
+                state.cursors.change(channel, id, delivery, &mut self.outgoing);
             }
             Event::Presence { .. } | Event::Invitation { .. } => self.outgoing.push(delivery),
             Event::Read { channel_id, .. } | Event::Typing { channel_id, .. } => {
@@ -516,6 +515,22 @@ struct State {
     cursors: Cursors,
 }
 
+/// A member whom a message's text mentions gets their own copy, flagged;
+/// everyone else shares the one delivery (and its encoding).
+fn flagged_for(user: UserId, delivery: Arc<Delivery>) -> Arc<Delivery> {
+    let flag = |message: &Message| Message { mentioned: true, ..message.clone() };
+    let event = match &delivery.event {
+        Event::Message { message, mentions } if mentions.contains(&user) => {
+            Event::Message { message: flag(message), mentions: Vec::new() }
+        }
+        Event::MessageUpdated { message, mentions } if mentions.contains(&user) => {
+            Event::MessageUpdated { message: flag(message), mentions: Vec::new() }
+        }
+        _ => return delivery,
+    };
+    Arc::new(Delivery::new(event))
+}
+
 fn text_frame(frame: &ServerFrame) -> WsMessage {
     WsMessage::Text(Utf8Bytes::from(frame.to_json()))
 }
@@ -528,6 +543,7 @@ fn message_frame(message: Message) -> WsMessage {
 fn encode_event(event: &Event) -> Bytes {
     let frame = match event {
         Event::Message { message, .. } => ServerFrame::Message(message.clone()),
+        Event::MessageUpdated { message, .. } => ServerFrame::MessageUpdated { message: message.clone() },
         Event::Presence { user_id, status, last_active_at } => {
             ServerFrame::Presence { user_id: *user_id, status: *status, last_active_at: *last_active_at }
         }

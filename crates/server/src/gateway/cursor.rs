@@ -3,7 +3,9 @@
 //! different routes), and some may never arrive live. This guard releases a
 //! channel's messages strictly in `message_id` order, drops repeats, and
 //! reports gaps that have waited too long so the connection fills them from
-//! the store, which is the source of truth.
+//! the store, which is the source of truth. A change to a message
+//! (`message_updated`) never overtakes the message itself: it waits here
+//! until the message has been sent.
 
 use chinwag_bus::Delivery;
 use chinwag_proto::{ChannelId, MessageId};
@@ -20,6 +22,8 @@ struct Cursor {
     /// before the connection's snapshot, which the client fetches itself).
     delivered: MessageId,
     held: BTreeMap<MessageId, Arc<Delivery>>,
+    /// Changes to messages not sent yet, sent right after them.
+    changes: BTreeMap<MessageId, Vec<Arc<Delivery>>>,
     /// The newest id a channel head beacon named, while not delivered.
     head: Option<MessageId>,
     gap_since: Option<Instant>,
@@ -69,12 +73,22 @@ impl Cursors {
             return;
         }
         if id == cursor.delivered.next() {
-            cursor.delivered = id;
-            out.push(delivery);
+            Self::deliver(cursor, id, delivery, out);
             Self::release(cursor, out);
         } else {
             cursor.held.insert(id, delivery);
             cursor.gap_since.get_or_insert(now);
+        }
+    }
+
+    /// Takes a change to message `id`: sent now if the message was sent,
+    /// else right after it.
+    pub fn change(&mut self, channel: ChannelId, id: MessageId, delivery: Arc<Delivery>, out: &mut Vec<Arc<Delivery>>) {
+        let Some(cursor) = self.channels.get_mut(&channel) else { return };
+        if id <= cursor.delivered || cursor.changes.len() >= MAX_HELD {
+            out.push(delivery);
+        } else {
+            cursor.changes.entry(id).or_default().push(delivery);
         }
     }
 
@@ -95,7 +109,19 @@ impl Cursors {
         if up_to > cursor.delivered {
             cursor.delivered = up_to;
         }
+        // The store's copies were current when read; a change that waited
+        // may be older or newer, and clients keep the higher `change_seq`.
+        while let Some(entry) = cursor.changes.first_entry().filter(|e| *e.key() <= cursor.delivered) {
+            out.extend(entry.remove());
+        }
         Self::release(cursor, out);
+    }
+
+    /// Sends message `id` (the next in order) and the changes that waited for it.
+    fn deliver(cursor: &mut Cursor, id: MessageId, delivery: Arc<Delivery>, out: &mut Vec<Arc<Delivery>>) {
+        cursor.delivered = id;
+        out.push(delivery);
+        out.extend(cursor.changes.remove(&id).unwrap_or_default());
     }
 
     fn release(cursor: &mut Cursor, out: &mut Vec<Arc<Delivery>>) {
@@ -104,8 +130,8 @@ impl Cursors {
             if id <= cursor.delivered {
                 entry.remove();
             } else if id == cursor.delivered.next() {
-                cursor.delivered = id;
-                out.push(entry.remove());
+                let delivery = entry.remove();
+                Self::deliver(cursor, id, delivery, out);
             } else {
                 break;
             }
@@ -211,6 +237,27 @@ mod tests {
         assert_eq!(gaps, vec![Gap { channel: C, after: MessageId(1), before: MessageId(5) }]);
         cursors.advance(C, MessageId(4), &mut out);
         assert_eq!(cursors.next_gap_due(delay), None, "filled");
+    }
+
+    #[test]
+    fn a_change_never_overtakes_its_message() {
+        let mut cursors = Cursors::default();
+        cursors.join(C, MessageId(1));
+        let now = Instant::now();
+        let mut out = Vec::new();
+        cursors.change(C, MessageId(1), d(101), &mut out);
+        assert_eq!(ids(&out), vec![101], "its message was sent: at once");
+        out.clear();
+        cursors.admit(C, MessageId(3), d(3), now, &mut out);
+        cursors.change(C, MessageId(3), d(103), &mut out);
+        cursors.change(C, MessageId(2), d(102), &mut out);
+        assert!(out.is_empty(), "both wait for their messages");
+        cursors.admit(C, MessageId(2), d(2), now, &mut out);
+        assert_eq!(ids(&out), vec![2, 102, 3, 103]);
+        out.clear();
+        cursors.change(C, MessageId(9), d(109), &mut out);
+        cursors.advance(C, MessageId(9), &mut out);
+        assert_eq!(ids(&out), vec![109], "a store fill sends what waited");
     }
 
     #[test]

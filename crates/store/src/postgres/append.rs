@@ -189,6 +189,11 @@ async fn store_batch_on(
             answers.push(Err(StoreError::NotAMember));
             continue;
         };
+        // Ids have no holes: every id from 1 to the newest exists.
+        if m.reply_to.is_some_and(|r| !(1..=*next).contains(&r.0)) {
+            answers.push(Err(StoreError::MessageNotFound));
+            continue;
+        }
         *next += 1;
         let names = chinwag_proto::mentions::mentioned_usernames(&m.text);
         let mentions: Vec<UserId> =
@@ -202,6 +207,11 @@ async fn store_batch_on(
             created_at: m.created_at,
             mentioned: false,
             attachments,
+            edited_at: None,
+            deleted: false,
+            reply_to: m.reply_to,
+            reactions: Vec::new(),
+            change_seq: 0,
         };
         in_batch.insert(key, message.clone());
         let attachments = crate::attachments_json(&message.attachments);
@@ -328,6 +338,7 @@ async fn insert_rows(
     let created: Vec<i64> = rows.iter().map(|r| r.message.created_at).collect();
     let words: Vec<String> = rows.iter().map(|r| search::words(&r.message.text).join(" ")).collect();
     let attachments: Vec<&str> = rows.iter().map(|r| r.attachments.as_str()).collect();
+    let replies: Vec<Option<i64>> = rows.iter().map(|r| r.message.reply_to.map(|m| m.0)).collect();
     let (mut a_uploads, mut a_channels, mut a_ids) = (Vec::new(), Vec::new(), Vec::new());
     for row in rows {
         for upload in &row.message.attachments {
@@ -348,10 +359,11 @@ async fn insert_rows(
         last.iter().filter(|(id, n)| before.get(id) != Some(n)).map(|(id, n)| (*id, *n)).unzip();
     let (insert, mentions, attach, advance) = tokio::try_join!(
         tx.prepare_cached(
-            "INSERT INTO messages (channel_id, message_id, sender_id, client_msg_id, text, created_at, search, attachments) \
-             SELECT c, m, s, k, t, a, array_to_tsvector(string_to_array(w, ' ')), f \
+            "INSERT INTO messages (channel_id, message_id, sender_id, client_msg_id, text, created_at, search, attachments, \
+                                   reply_to) \
+             SELECT c, m, s, k, t, a, array_to_tsvector(string_to_array(w, ' ')), f, r \
              FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::bigint[], $7::text[], \
-                         $8::text[]) AS v(c, m, s, k, t, a, w, f)",
+                         $8::text[], $9::bigint[]) AS v(c, m, s, k, t, a, w, f, r)",
         ),
         // Runs after the insert (same connection, in order): the feed ids exist.
         tx.prepare_cached(
@@ -369,8 +381,8 @@ async fn insert_rows(
              FROM unnest($1::bigint[], $2::bigint[]) AS v(id, last) WHERE channels.id = v.id",
         ),
     )?;
-    let message_params: [&Param<'_>; 8] =
-        [&channels, &ids, &senders, &client_ids, &texts, &created, &words, &attachments];
+    let message_params: [&Param<'_>; 9] =
+        [&channels, &ids, &senders, &client_ids, &texts, &created, &words, &attachments, &replies];
     let mention_params: [&Param<'_>; 3] = [&m_channels, &m_ids, &m_users];
     let advance_params: [&Param<'_>; 2] = [&moved, &to];
     let mention_rows = async {

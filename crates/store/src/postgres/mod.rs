@@ -15,11 +15,12 @@ pub mod local;
 mod schema;
 mod search;
 
+use crate::change::ChannelFacts;
 use crate::paging::{self, feed_page, Budget, Run};
 use crate::{
-    Account, Appended, BackupInfo, BoxFuture, ChannelState, CommitObserver, Credentials, FeedPage, HistoryQuery,
-    MemberAdded, NewDevice, NewGroup, NewMessage, NewUpload, NewUser, OutboxItem, Page, PushItem, PushRecipient,
-    SearchQuery, Session, Store, StoreError, StoredUpload,
+    Account, Appended, BackupInfo, BoxFuture, Changed, ChannelState, CommitObserver, Credentials, FeedPage,
+    HistoryQuery, MemberAdded, MessageChange, NewDevice, NewGroup, NewMessage, NewUpload, NewUser, OutboxItem, Page,
+    PushItem, PushRecipient, SearchQuery, Session, Store, StoreError, StoredUpload,
 };
 use append::AppendJob;
 use async_trait::async_trait;
@@ -65,8 +66,8 @@ pub struct PgStore {
 }
 
 const USER_COLS: &str = "id, username, display_name, created_at";
-const MESSAGE_COLS: &str =
-    "m.channel_id, m.message_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.attachments";
+const MESSAGE_COLS: &str = "m.channel_id, m.message_id, m.sender_id, m.client_msg_id, m.text, m.created_at, \
+    m.attachments, m.reply_to, m.edited_at, m.deleted, m.reactions, m.change_seq";
 
 fn user_from(row: &Row) -> User {
     User { id: UserId(row.get(0)), username: row.get(1), display_name: row.get(2), created_at: row.get(3) }
@@ -88,20 +89,25 @@ fn message_from(row: &Row) -> Message {
         created_at: row.get(5),
         mentioned: false,
         attachments: crate::attachments_from_json(row.get(6)),
+        reply_to: row.get::<_, Option<i64>>(7).map(MessageId),
+        edited_at: row.get(8),
+        deleted: row.get(9),
+        reactions: crate::change::reactions_from_json(row.get(10)),
+        change_seq: row.get::<_, i64>(11) as u64,
     }
 }
 
 /// `MESSAGE_COLS` plus whether the message mentions the viewer (`$1`) and
 /// its feed cursor.
 const VIEWED_MESSAGE: &str = "m.channel_id, m.message_id, m.sender_id, m.client_msg_id, m.text, m.created_at, \
-    m.attachments, \
+    m.attachments, m.reply_to, m.edited_at, m.deleted, m.reactions, m.change_seq, \
     EXISTS (SELECT 1 FROM mentions x WHERE x.channel_id = m.channel_id AND x.message_id = m.message_id \
             AND x.user_id = $1), m.feed_id";
 
 fn viewed_from(row: &Row) -> (Message, i64) {
     let mut message = message_from(row);
-    message.mentioned = row.get(7);
-    (message, row.get(8))
+    message.mentioned = row.get(12);
+    (message, row.get(13))
 }
 
 impl PgStore {
@@ -187,7 +193,7 @@ async fn user_exists<C: GenericClient>(client: &C, id: UserId) -> Result<bool> {
 async fn channel_state<C: GenericClient>(client: &C, id: ChannelId) -> Result<Option<ChannelState>> {
     let rows = query(
         client,
-        "SELECT kind, name, created_by, last_message_id, created_at FROM channels WHERE id = $1",
+        "SELECT kind, name, created_by, last_message_id, created_at, last_change_seq FROM channels WHERE id = $1",
         &[&id.0],
     )
     .await?;
@@ -212,6 +218,7 @@ async fn channel_state<C: GenericClient>(client: &C, id: ChannelId) -> Result<Op
             last_message_id: MessageId(row.get(3)),
             read_up_to: MessageId(0),
             created_at: row.get(4),
+            last_change_seq: row.get::<_, i64>(5) as u64,
         },
         read_markers,
     }))
@@ -219,6 +226,17 @@ async fn channel_state<C: GenericClient>(client: &C, id: ChannelId) -> Result<Op
 
 async fn channel_for<C: GenericClient>(client: &C, id: ChannelId, viewer: UserId) -> Result<Option<Channel>> {
     Ok(channel_state(client, id).await?.filter(|s| s.read_markers.contains_key(&viewer)).map(|s| s.for_member(viewer)))
+}
+
+/// Who a stored message mentions.
+async fn mentioned_in<C: GenericClient>(client: &C, channel: ChannelId, message_id: MessageId) -> Result<Vec<UserId>> {
+    let rows = query(
+        client,
+        "SELECT user_id FROM mentions WHERE channel_id = $1 AND message_id = $2 ORDER BY user_id",
+        &[&channel.0, &message_id.0],
+    )
+    .await?;
+    Ok(rows.iter().map(|r| UserId(r.get(0))).collect())
 }
 
 async fn is_member<C: GenericClient>(client: &C, id: ChannelId, user: UserId) -> Result<bool> {
@@ -536,7 +554,8 @@ impl Store for PgStore {
         let rows = self
             .rows(
                 "SELECT c.id, c.kind, c.name, c.created_by, c.last_message_id, c.created_at, mine.read_up_to, \
-                   (SELECT array_agg(o.user_id ORDER BY o.user_id) FROM members o WHERE o.channel_id = c.id) \
+                   (SELECT array_agg(o.user_id ORDER BY o.user_id) FROM members o WHERE o.channel_id = c.id), \
+                   c.last_change_seq \
                  FROM members mine JOIN channels c ON c.id = mine.channel_id \
                  WHERE mine.user_id = $1 ORDER BY c.id",
                 &[&user.0],
@@ -556,6 +575,7 @@ impl Store for PgStore {
                     last_message_id: MessageId(r.get(4)),
                     read_up_to: MessageId(r.get(6)),
                     created_at: r.get(5),
+                    last_change_seq: r.get::<_, i64>(8) as u64,
                 }
             })
             .collect())
@@ -782,6 +802,135 @@ impl Store for PgStore {
     }
 
     /// One statement: concurrent markers can only move forward.
+    async fn change_message(
+        &self,
+        channel: ChannelId,
+        message_id: MessageId,
+        actor: UserId,
+        change: MessageChange,
+        now_ms: i64,
+    ) -> Result<Changed> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // The channel row is locked first, as appends do: changes of one
+        // channel take their `change_seq` and commit one after another.
+        let rows = query(&tx, "SELECT kind, created_by FROM channels WHERE id = $1 FOR UPDATE", &[&channel.0]).await?;
+        let row = rows.first().ok_or(StoreError::NotAMember)?;
+        let facts = ChannelFacts {
+            kind: if row.get::<_, String>(0) == "direct" { ChannelKind::Direct } else { ChannelKind::Group },
+            created_by: UserId(row.get(1)),
+        };
+        let members: Vec<UserId> =
+            query(&tx, "SELECT user_id FROM members WHERE channel_id = $1 ORDER BY user_id", &[&channel.0])
+                .await?
+                .iter()
+                .map(|r| UserId(r.get(0)))
+                .collect();
+        if !members.contains(&actor) {
+            return Err(StoreError::NotAMember);
+        }
+        let sql =
+            format!("SELECT {MESSAGE_COLS}, m.feed_id FROM messages m WHERE m.channel_id = $1 AND m.message_id = $2");
+        let rows = query(&tx, &sql, &[&channel.0, &message_id.0]).await?;
+        let row = rows.first().ok_or(StoreError::MessageNotFound)?;
+        let (before, feed_id): (Message, i64) = (message_from(row), row.get(12));
+        let mut message = before.clone();
+        if !crate::change::apply(&mut message, actor, facts, &change, now_ms)? {
+            let mentions = mentioned_in(&tx, channel, message_id).await?;
+            return Ok(Changed { message, changed: false, members, mentions, released_uploads: Vec::new() });
+        }
+        let seq: i64 = query(
+            &tx,
+            "UPDATE channels SET last_change_seq = last_change_seq + 1 WHERE id = $1 RETURNING last_change_seq",
+            &[&channel.0],
+        )
+        .await?
+        .first()
+        .map(|r| r.get(0))
+        .ok_or(StoreError::NotAMember)?;
+        message.change_seq = seq as u64;
+        let words = search::words(&message.text).join(" ");
+        exec(
+            &tx,
+            "UPDATE messages SET text = $3, attachments = $4, edited_at = $5, deleted = $6, reactions = $7, \
+               change_seq = $8, search = array_to_tsvector(string_to_array($9, ' ')) \
+             WHERE channel_id = $1 AND message_id = $2",
+            &[
+                &channel.0,
+                &message_id.0,
+                &message.text.as_bytes(),
+                &crate::attachments_json(&message.attachments),
+                &message.edited_at,
+                &message.deleted,
+                &crate::change::reactions_json(&message.reactions),
+                &seq,
+                &words,
+            ],
+        )
+        .await?;
+        if message.text != before.text {
+            exec(&tx, "DELETE FROM mentions WHERE channel_id = $1 AND message_id = $2", &[&channel.0, &message_id.0])
+                .await?;
+            let names: Vec<String> = chinwag_proto::mentions::mentioned_usernames(&message.text).into_iter().collect();
+            if !names.is_empty() {
+                exec(
+                    &tx,
+                    "INSERT INTO mentions (channel_id, message_id, user_id, feed_id) \
+                     SELECT $1, $2, u.id, $3 FROM users u JOIN members mb ON mb.user_id = u.id AND mb.channel_id = $1 \
+                     WHERE u.username = ANY($4) AND u.id != $5",
+                    &[&channel.0, &message_id.0, &feed_id, &names, &message.sender_id.0],
+                )
+                .await?;
+            }
+        }
+        let mut released_uploads = Vec::new();
+        if message.attachments.len() < before.attachments.len() {
+            exec(
+                &tx,
+                "DELETE FROM attachments WHERE channel_id = $1 AND message_id = $2",
+                &[&channel.0, &message_id.0],
+            )
+            .await?;
+            let ids: Vec<&str> = before.attachments.iter().map(|a| a.id.as_str()).collect();
+            released_uploads = query(
+                &tx,
+                "SELECT u FROM unnest($1::text[]) AS u WHERE NOT EXISTS (SELECT 1 FROM attachments a WHERE a.upload_id = u)",
+                &[&ids],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        }
+        let mentions = mentioned_in(&tx, channel, message_id).await?;
+        tx.commit().await?;
+        Ok(Changed { message, changed: true, members, mentions, released_uploads })
+    }
+
+    async fn changes(&self, channel: ChannelId, after: u64, limit: u32, viewer: UserId) -> Result<Page> {
+        if !is_member(&self.client().await?, channel, viewer).await? {
+            return Err(StoreError::NotAMember);
+        }
+        let run = Run {
+            lower: i64::try_from(after).unwrap_or(i64::MAX),
+            upper: i64::MAX,
+            descending: false,
+            limit,
+            budget: Budget::Page(PAGE_MAX_BYTES),
+        };
+        let rows = self
+            .rows(
+                &format!(
+                    "SELECT {VIEWED_MESSAGE} FROM messages m \
+                     WHERE m.channel_id = $2 AND m.change_seq > $3 ORDER BY m.change_seq LIMIT $4"
+                ),
+                &[&viewer.0, &channel.0, &run.lower, &(i64::from(limit) + 1)],
+            )
+            .await?;
+        let (messages, has_more) = run.finish(rows.iter().map(|r| viewed_from(r).0).collect());
+        Ok(Page { messages, has_more })
+    }
+
     async fn set_read(&self, id: ChannelId, user: UserId, message_id: MessageId) -> Result<Option<MessageId>> {
         let row = self
             .row(

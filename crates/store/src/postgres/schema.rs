@@ -162,6 +162,15 @@ CREATE TABLE attachments (
 );
 CREATE INDEX attachments_by_message ON attachments(channel_id, message_id);
 "#,
+    r#"
+ALTER TABLE messages ADD COLUMN reply_to bigint;
+ALTER TABLE messages ADD COLUMN edited_at bigint;
+ALTER TABLE messages ADD COLUMN deleted boolean NOT NULL DEFAULT false;
+ALTER TABLE messages ADD COLUMN reactions text NOT NULL DEFAULT '[]';
+ALTER TABLE messages ADD COLUMN change_seq bigint NOT NULL DEFAULT 0;
+ALTER TABLE channels ADD COLUMN last_change_seq bigint NOT NULL DEFAULT 0;
+CREATE INDEX messages_changes ON messages(channel_id, change_seq) WHERE change_seq > 0;
+"#,
 ];
 
 /// Applies the migrations this database has not seen yet.

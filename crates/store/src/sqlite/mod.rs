@@ -13,9 +13,9 @@ mod schema;
 
 use crate::CommitObserver;
 use crate::{
-    Account, Appended, BackupInfo, BoxFuture, ChannelState, Credentials, FeedPage, HistoryQuery, MemberAdded,
-    NewDevice, NewGroup, NewMessage, NewUpload, NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery,
-    Session, Store, StoreError, StoredUpload,
+    Account, Appended, BackupInfo, BoxFuture, Changed, ChannelState, Credentials, FeedPage, HistoryQuery, MemberAdded,
+    MessageChange, NewDevice, NewGroup, NewMessage, NewUpload, NewUser, OutboxItem, Page, PushItem, PushRecipient,
+    SearchQuery, Session, Store, StoreError, StoredUpload,
 };
 use async_trait::async_trait;
 use chinwag_proto::{Channel, ChannelId, DeviceId, Invitation, MessageId, User, UserId};
@@ -455,6 +455,21 @@ impl Store for SqliteStore {
 
     async fn mentions(&self, viewer: UserId, before: Option<i64>, limit: u32) -> Result<FeedPage, StoreError> {
         self.read(move |c| queries::mentions(c, viewer, before, limit)).await
+    }
+
+    async fn change_message(
+        &self,
+        channel: ChannelId,
+        message_id: MessageId,
+        actor: UserId,
+        change: MessageChange,
+        now_ms: i64,
+    ) -> Result<Changed, StoreError> {
+        self.write(move |c| queries::change_message(c, channel, message_id, actor, &change, now_ms)).await
+    }
+
+    async fn changes(&self, channel: ChannelId, after: u64, limit: u32, viewer: UserId) -> Result<Page, StoreError> {
+        self.read(move |c| queries::changes(c, channel, after, limit, viewer)).await
     }
 
     async fn set_read(

@@ -2,10 +2,12 @@
 //! on a connection owned by a store thread; writes run inside the writer's
 //! batch transaction, so a function's statements are atomic together.
 
+use crate::change::ChannelFacts;
 use crate::paging::{self, feed_page, Budget, Run};
 use crate::{
-    Account, Appended, ChannelState, Credentials, FeedPage, HistoryQuery, MemberAdded, NewDevice, NewGroup, NewMessage,
-    NewUpload, NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery, Session, StoreError, StoredUpload,
+    Account, Appended, Changed, ChannelState, Credentials, FeedPage, HistoryQuery, MemberAdded, MessageChange,
+    NewDevice, NewGroup, NewMessage, NewUpload, NewUser, OutboxItem, Page, PushItem, PushRecipient, SearchQuery,
+    Session, StoreError, StoredUpload,
 };
 use chinwag_proto::validate::{GROUP_MAX_MEMBERS, PAGE_MAX_BYTES};
 use chinwag_proto::{Channel, ChannelId, ChannelKind, DeviceId, Invitation, Message, MessageId, User, UserId};
@@ -15,11 +17,13 @@ use std::collections::{BTreeSet, HashMap};
 type Result<T> = std::result::Result<T, StoreError>;
 
 const USER_COLS: &str = "id, username, display_name, created_at";
-const MESSAGE_COLS: &str = "channel_id, message_id, sender_id, client_msg_id, text, created_at, attachments";
+const MESSAGE_COLS: &str = "channel_id, message_id, sender_id, client_msg_id, text, created_at, attachments, \
+    reply_to, edited_at, deleted, reactions, change_seq";
 /// The message columns of `messages AS m` plus whether it mentions the
 /// viewer, who is always parameter `?9`.
 const VIEWED_MESSAGE: &str =
     "m.channel_id, m.message_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.attachments, \
+    m.reply_to, m.edited_at, m.deleted, m.reactions, m.change_seq, \
     EXISTS (SELECT 1 FROM mentions WHERE user_id = ?9 AND msg_rowid = m.rowid), m.rowid";
 
 fn user_from(row: &Row) -> rusqlite::Result<User> {
@@ -36,14 +40,19 @@ fn message_from(row: &Row) -> rusqlite::Result<Message> {
         created_at: row.get(5)?,
         mentioned: false,
         attachments: crate::attachments_from_json(&row.get::<_, String>(6)?),
+        reply_to: row.get::<_, Option<i64>>(7)?.map(MessageId),
+        edited_at: row.get(8)?,
+        deleted: row.get(9)?,
+        reactions: crate::change::reactions_from_json(&row.get::<_, String>(10)?),
+        change_seq: row.get::<_, i64>(11)? as u64,
     })
 }
 
 /// A row of `VIEWED_MESSAGE`: the message and its rowid (a feed cursor).
 fn viewed_message_from(row: &Row) -> rusqlite::Result<(Message, i64)> {
     let mut message = message_from(row)?;
-    message.mentioned = row.get(7)?;
-    Ok((message, row.get(8)?))
+    message.mentioned = row.get(12)?;
+    Ok((message, row.get(13)?))
 }
 
 pub fn create_user(c: &Connection, u: &NewUser) -> Result<User> {
@@ -172,13 +181,15 @@ pub fn revoke_device(c: &Connection, device: DeviceId) -> Result<()> {
 /// The channel row and every member's read marker.
 pub fn channel_state(c: &Connection, id: ChannelId) -> Result<Option<ChannelState>> {
     let row = c
-        .prepare_cached("SELECT kind, name, created_by, last_message_id, created_at FROM channels WHERE id = ?1")?
+        .prepare_cached(
+            "SELECT kind, name, created_by, last_message_id, created_at, last_change_seq FROM channels WHERE id = ?1",
+        )?
         .query_row([id.0], |row| {
             let kind: String = row.get(0)?;
-            Ok((kind, row.get::<_, Option<String>>(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+            Ok((kind, row.get::<_, Option<String>>(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get::<_, i64>(5)?))
         })
         .optional()?;
-    let Some((kind, name, created_by, last_message_id, created_at)) = row else {
+    let Some((kind, name, created_by, last_message_id, created_at, last_change_seq)) = row else {
         return Ok(None);
     };
     let mut read_markers = HashMap::new();
@@ -202,6 +213,7 @@ pub fn channel_state(c: &Connection, id: ChannelId) -> Result<Option<ChannelStat
             last_message_id: MessageId(last_message_id),
             read_up_to: MessageId(0),
             created_at,
+            last_change_seq: last_change_seq as u64,
         },
         read_markers,
     }))
@@ -494,23 +506,35 @@ pub fn append_message(c: &Connection, m: NewMessage) -> Result<Appended> {
         return Err(StoreError::Blocked);
     }
     let attachments = attachments_of(c, &m)?;
+    if let Some(reply_to) = m.reply_to {
+        // Ids have no holes: every id from 1 to the newest exists.
+        let last: i64 = c
+            .prepare_cached("SELECT last_message_id FROM channels WHERE id = ?1")?
+            .query_row([m.channel_id.0], |row| row.get(0))?;
+        if !(1..=last).contains(&reply_to.0) {
+            return Err(StoreError::MessageNotFound);
+        }
+    }
     let id: i64 = c
         .prepare_cached(
             "UPDATE channels SET last_message_id = last_message_id + 1 WHERE id = ?1 RETURNING last_message_id",
         )?
         .query_row([m.channel_id.0], |row| row.get(0))?;
-    c.prepare_cached(&format!("INSERT INTO messages ({MESSAGE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"))?.execute(
-        params![
-            m.channel_id.0,
-            id,
-            m.sender_id.0,
-            m.client_msg_id,
-            m.text,
-            m.created_at,
-            crate::attachments_json(&attachments)
-        ],
-    )?;
-    let mentions = record_mentions(c, &m, c.last_insert_rowid())?;
+    c.prepare_cached(
+        "INSERT INTO messages (channel_id, message_id, sender_id, client_msg_id, text, created_at, attachments, reply_to) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        m.channel_id.0,
+        id,
+        m.sender_id.0,
+        m.client_msg_id,
+        m.text,
+        m.created_at,
+        crate::attachments_json(&attachments),
+        m.reply_to.map(|r| r.0),
+    ])?;
+    let mentions = record_mentions(c, m.channel_id, m.sender_id, &m.text, c.last_insert_rowid())?;
     for upload in &m.attachments {
         c.prepare_cached("INSERT OR IGNORE INTO attachments (upload_id, channel_id, message_id) VALUES (?1, ?2, ?3)")?
             .execute(params![upload, m.channel_id.0, id])?;
@@ -528,6 +552,11 @@ pub fn append_message(c: &Connection, m: NewMessage) -> Result<Appended> {
             created_at: m.created_at,
             mentioned: false,
             attachments,
+            edited_at: None,
+            deleted: false,
+            reply_to: m.reply_to,
+            reactions: Vec::new(),
+            change_seq: 0,
         },
         duplicate: false,
     })
@@ -630,8 +659,8 @@ pub fn forget_upload(c: &Connection, id: &str, unattached_before_ms: i64) -> Res
 
 /// Stores who among the channel's members (other than the sender) the text
 /// mentions.
-fn record_mentions(c: &Connection, m: &NewMessage, rowid: i64) -> Result<Vec<UserId>> {
-    let names = chinwag_proto::mentions::mentioned_usernames(&m.text);
+fn record_mentions(c: &Connection, channel: ChannelId, sender: UserId, text: &str, rowid: i64) -> Result<Vec<UserId>> {
+    let names = chinwag_proto::mentions::mentioned_usernames(text);
     let mut mentioned = Vec::new();
     for name in names {
         let member: Option<i64> = c
@@ -639,15 +668,140 @@ fn record_mentions(c: &Connection, m: &NewMessage, rowid: i64) -> Result<Vec<Use
                 "SELECT u.id FROM users u JOIN members mb ON mb.user_id = u.id AND mb.channel_id = ?1 \
                  WHERE u.username = ?2",
             )?
-            .query_row(params![m.channel_id.0, name], |row| row.get(0))
+            .query_row(params![channel.0, name], |row| row.get(0))
             .optional()?;
-        if let Some(user) = member.map(UserId).filter(|&u| u != m.sender_id) {
+        if let Some(user) = member.map(UserId).filter(|&u| u != sender) {
             c.prepare_cached("INSERT OR IGNORE INTO mentions (user_id, msg_rowid) VALUES (?1, ?2)")?
                 .execute(params![user.0, rowid])?;
             mentioned.push(user);
         }
     }
     Ok(mentioned)
+}
+
+/// An edit, delete or reaction: every check first (membership, the
+/// message, the rule of [`crate::change::apply`]), then the channel's next
+/// `change_seq`, the row, the search index, the mentions and the
+/// attachments, all in the writer's transaction.
+pub fn change_message(
+    c: &Connection,
+    channel: ChannelId,
+    message_id: MessageId,
+    actor: UserId,
+    change: &MessageChange,
+    now_ms: i64,
+) -> Result<Changed> {
+    let members = members(c, channel)?;
+    if !members.contains(&actor) {
+        return Err(StoreError::NotAMember);
+    }
+    let (kind, created_by): (String, i64) = c
+        .prepare_cached("SELECT kind, created_by FROM channels WHERE id = ?1")?
+        .query_row([channel.0], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let facts = ChannelFacts {
+        kind: if kind == "direct" { ChannelKind::Direct } else { ChannelKind::Group },
+        created_by: UserId(created_by),
+    };
+    let (before, rowid) = c
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLS}, rowid FROM messages WHERE channel_id = ?1 AND message_id = ?2"
+        ))?
+        .query_row(params![channel.0, message_id.0], |row| Ok((message_from(row)?, row.get::<_, i64>(12)?)))
+        .optional()?
+        .ok_or(StoreError::MessageNotFound)?;
+    let mut message = before.clone();
+    if !crate::change::apply(&mut message, actor, facts, change, now_ms)? {
+        let mentions = mentioned_in(c, rowid)?;
+        return Ok(Changed { message, changed: false, members, mentions, released_uploads: Vec::new() });
+    }
+    let seq: i64 = c
+        .prepare_cached(
+            "UPDATE channels SET last_change_seq = last_change_seq + 1 WHERE id = ?1 RETURNING last_change_seq",
+        )?
+        .query_row([channel.0], |row| row.get(0))?;
+    message.change_seq = seq as u64;
+    c.prepare_cached(
+        "UPDATE messages SET text = ?2, attachments = ?3, edited_at = ?4, deleted = ?5, reactions = ?6, change_seq = ?7 \
+         WHERE rowid = ?1",
+    )?
+    .execute(params![
+        rowid,
+        message.text,
+        crate::attachments_json(&message.attachments),
+        message.edited_at,
+        message.deleted,
+        crate::change::reactions_json(&message.reactions),
+        seq,
+    ])?;
+    let mut mentions = mentioned_in(c, rowid)?;
+    if message.text != before.text {
+        reindex(c, rowid, &before.text, &message.text)?;
+        c.prepare_cached("DELETE FROM mentions WHERE msg_rowid = ?1")?.execute([rowid])?;
+        mentions = record_mentions(c, channel, message.sender_id, &message.text, rowid)?;
+    }
+    let mut released_uploads = Vec::new();
+    if message.attachments.len() < before.attachments.len() {
+        c.prepare_cached("DELETE FROM attachments WHERE channel_id = ?1 AND message_id = ?2")?
+            .execute(params![channel.0, message_id.0])?;
+        for attachment in &before.attachments {
+            let held = c.prepare_cached("SELECT 1 FROM attachments WHERE upload_id = ?1")?.exists([&attachment.id])?;
+            if !held {
+                released_uploads.push(attachment.id.clone());
+            }
+        }
+    }
+    Ok(Changed { message, changed: true, members, mentions, released_uploads })
+}
+
+/// Who a stored message mentions.
+fn mentioned_in(c: &Connection, rowid: i64) -> Result<Vec<UserId>> {
+    Ok(c.prepare_cached("SELECT user_id FROM mentions WHERE msg_rowid = ?1 ORDER BY user_id")?
+        .query_map([rowid], |row| Ok(UserId(row.get(0)?)))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// Replaces a message's text in the search index. A message the index has
+/// not reached yet (`index_new_messages` runs at the end of the batch)
+/// is indexed with its new text then; with FTS5's `secure-delete` the
+/// old words leave the index's pages at once.
+fn reindex(c: &Connection, rowid: i64, old: &str, new: &str) -> Result<()> {
+    let indexed: i64 =
+        c.prepare_cached("SELECT indexed_rowid FROM search_progress WHERE id = 1")?.query_row([], |row| row.get(0))?;
+    if rowid > indexed {
+        return Ok(());
+    }
+    c.prepare_cached("INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', ?1, ?2)")?
+        .execute(params![rowid, old])?;
+    if !new.is_empty() {
+        c.prepare_cached("INSERT INTO messages_fts (rowid, text) VALUES (?1, ?2)")?.execute(params![rowid, new])?;
+    }
+    Ok(())
+}
+
+/// Messages changed after `after`, ascending by `change_seq`.
+pub fn changes(c: &Connection, id: ChannelId, after: u64, limit: u32, viewer: UserId) -> Result<Page> {
+    if !is_member(c, id, viewer)? {
+        return Err(StoreError::NotAMember);
+    }
+    let run = Run {
+        lower: i64::try_from(after).unwrap_or(i64::MAX),
+        upper: i64::MAX,
+        descending: false,
+        limit,
+        budget: Budget::Page(PAGE_MAX_BYTES),
+    };
+    let messages: Vec<Message> = c
+        .prepare_cached(&format!(
+            "SELECT {VIEWED_MESSAGE} FROM messages m \
+             WHERE m.channel_id = ?1 AND m.change_seq > ?2 ORDER BY m.change_seq LIMIT ?3"
+        ))?
+        .query_map(
+            rusqlite::named_params! {"?1": id.0, "?2": run.lower, "?3": i64::from(limit) + 1, "?9": viewer.0},
+            |row| viewed_message_from(row).map(|(m, _)| m),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let (messages, has_more) = run.finish(messages);
+    Ok(Page { messages, has_more })
 }
 
 fn message_run(c: &Connection, id: ChannelId, viewer: UserId, run: Run) -> Result<(Vec<Message>, bool)> {
