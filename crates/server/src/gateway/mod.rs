@@ -9,6 +9,9 @@ use crate::api::{extract_bearer, ClientIp};
 use crate::error::ApiError;
 use crate::guarded_io::Guard;
 use crate::slots::IpSlots;
+
+/// The one key of `Gateway::server_slots`.
+const SERVER_KEY: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 use crate::App;
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::State;
@@ -40,6 +43,11 @@ pub struct Gateway {
     /// its length is the number of open sockets).
     pub connections: TaskTracker,
     discovery: Arc<dyn Discovery>,
+    /// Open sockets of the whole server (one key), counted from the moment
+    /// an upgrade is accepted: `connections` counts a socket only once its
+    /// task starts, after the 101 went out, so a burst of upgrades would
+    /// slip past a cap checked against it.
+    server_slots: IpSlots,
     /// Open sockets per client address.
     ip_slots: IpSlots,
     /// Sockets per client address that have not authenticated yet.
@@ -52,6 +60,7 @@ impl Gateway {
             id,
             connections: TaskTracker::new(),
             discovery,
+            server_slots: IpSlots::default(),
             ip_slots: IpSlots::default(),
             unauthenticated_slots: IpSlots::default(),
         }
@@ -86,14 +95,14 @@ pub async fn upgrade(
     };
     // Refuse early and cheaply: an overloaded server answers 503 with a
     // jittered retry hint instead of degrading everyone already connected.
-    if app.gateway.connections.len() >= app.config.max_connections {
+    let Some(server_slot) = app.gateway.server_slots.take(SERVER_KEY, app.config.max_connections) else {
         let retry_after_ms = 1_000 + rand::random::<u64>() % 4_000;
         let error = WireError {
             retry_after_ms: Some(retry_after_ms),
             ..WireError::new(ErrorCode::Unavailable, "server is full, retry later")
         };
         return ApiError(error).into_response();
-    }
+    };
     // Browsers always send Origin; other clients need not.
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
@@ -134,7 +143,7 @@ pub async fn upgrade(
             let tracker = app.gateway.connections.clone();
             tracker.track_future(async move {
                 connection::run(app, socket, session, connection::PreAuth { guard, slot: anonymous }).await;
-                drop(slot);
+                drop((slot, server_slot));
             })
         })
 }
