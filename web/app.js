@@ -4,12 +4,12 @@
 // socket.js talk to the server.
 
 import { wireUploads, uploadsBusy, readyUploads, clearUploads } from './uploads.js';
-import { state, clearSession, savePending, loadPending, bucket } from './state.js';
+import { state, clearSession, savePending, loadPending, bucket, loadedMessage } from './state.js';
 import { api, hooks, user, userByName, loadLimits } from './api.js';
 import { conn } from './socket.js';
 import {
   $, banner, renderConversations, renderHeader, renderMembers, renderMessages, renderTyping, renderSearch, renderAuth,
-  applyLimits,
+  applyLimits, renderComposerContext, REACTIONS,
 } from './render.js';
 
 const PAGE = 50;
@@ -21,6 +21,7 @@ async function onFrame(f) {
     case 'ready': return onReady(f);
     case 'ack': return onAck(f);
     case 'message': return addMessages(f.channel_id, [f], true);
+    case 'message_updated': return applyChanges(f.message.channel_id, [f.message], 'live');
     case 'error': return onError(f);
     case 'read': return onRead(f);
     case 'typing': return onTyping(f);
@@ -41,10 +42,12 @@ async function onReady(f) {
   for (const c of f.channels) upsertChannel(c, false);
   renderConversations();
   banner('');
-  // Catch up every loaded conversation from where it stopped.
+  // Catch up every loaded conversation from where it stopped, and the
+  // changes (edits, deletes, reactions) made meanwhile.
   for (const c of f.channels) {
     const m = state.msgs.get(c.id);
     if (m && c.last_message_id > m.tail) fetchAfter(c.id);
+    if ((c.last_change_seq || 0) > (state.changes.get(c.id) ?? c.last_change_seq)) catchUpChanges(c.id);
   }
   refreshPresence();
   resendPending();
@@ -53,6 +56,7 @@ async function onReady(f) {
 function sendFrame(cmid, p) {
   const frame = { type: 'send', client_msg_id: cmid, channel_id: p.channelId, text: p.text };
   if (p.files && p.files.length) frame.attachments = p.files.map((f) => f.id);
+  if (p.replyTo) frame.reply_to = p.replyTo;
   return conn.send(frame);
 }
 
@@ -91,6 +95,7 @@ function upsertChannel(c, announce) {
   const merged = { ...old, ...c };
   if (old && old.read_up_to > c.read_up_to) merged.read_up_to = old.read_up_to;
   state.channels.set(c.id, merged);
+  if (!state.changes.has(c.id)) state.changes.set(c.id, c.last_change_seq || 0);
   for (const id of c.member_ids) user(id).then(() => { renderConversations(); if (state.current === c.id) renderHeader(); });
   if (!old) loadPreview(c.id);
   if (announce) { renderConversations(); if (state.current === c.id) renderHeader(); refreshPresence(); }
@@ -166,6 +171,143 @@ function addMessages(channelId, messages, live) {
   if (channelId === state.current) { renderMessages(true); markRead(); }
 }
 
+// ---------- edits, deletes, reactions ----------
+
+// Takes changed messages (`how`: 'live' from a `message_updated`,
+// 'caught' from a catch-up page, 'own' from the answer to this device's
+// change): each replaces the copy held when it is newer. A live change
+// more than one past the newest applied means some were missed: they are
+// read. An answer moves no cursor (changes before it may still be coming).
+function applyChanges(channelId, messages, how) {
+  let missed = false;
+  for (const msg of messages) {
+    const known = state.changes.get(channelId) || 0;
+    if (how === 'live' && msg.change_seq > known + 1) missed = true;
+    else if (how !== 'own' && msg.change_seq > known) state.changes.set(channelId, msg.change_seq);
+    const m = state.msgs.get(channelId);
+    const i = m ? m.list.findIndex((x) => x.message_id === msg.message_id) : -1;
+    if (i >= 0 && (m.list[i].change_seq || 0) < msg.change_seq) m.list[i] = msg;
+    const c = state.channels.get(channelId);
+    if (c && c.preview && c.preview.message_id === msg.message_id && (c.preview.change_seq || 0) < msg.change_seq) c.preview = msg;
+  }
+  if (missed) catchUpChanges(channelId);
+  renderConversations();
+  if (channelId === state.current) { renderMessages(false); renderComposerContext(); }
+}
+
+const catchingUp = new Set();
+async function catchUpChanges(channelId) {
+  if (catchingUp.has(channelId)) return;
+  catchingUp.add(channelId);
+  try {
+    for (let guard = 0; guard < 100; guard++) {
+      const after = state.changes.get(channelId) || 0;
+      const page = await api('GET', `/v1/channels/${channelId}/messages?changed_after=${after}&limit=${state.limits.history_limit_max || 200}`);
+      applyChanges(channelId, page.messages, 'caught');
+      if (!page.has_more || !page.messages.length) break;
+    }
+  } catch (_) { /* retried at the next ready */ } finally { catchingUp.delete(channelId); }
+}
+
+function messagePath(channelId, messageId) { return `/v1/channels/${channelId}/messages/${messageId}`; }
+
+// Applies the answer of a change at once (its event may come later).
+function changed(message) { if (message) applyChanges(message.channel_id, [message], 'own'); }
+
+async function react(messageId, emoji) {
+  const id = state.current;
+  const msg = loadedMessage(id, messageId);
+  const mine = msg && (msg.reactions || []).some((r) => r.emoji === emoji && r.user_ids.includes(state.me.id));
+  try {
+    await api(mine ? 'DELETE' : 'PUT', `${messagePath(id, messageId)}/reactions/${encodeURIComponent(emoji)}`);
+  } catch (e) { $('composer-error').textContent = e.message; }
+}
+
+function startReply(messageId) {
+  state.editing = null;
+  state.replyTo = { channelId: state.current, messageId };
+  renderComposerContext();
+  $('composer-text').focus();
+}
+
+function startEdit(messageId) {
+  const msg = loadedMessage(state.current, messageId);
+  if (!msg || msg.deleted || msg.sender_id !== state.me.id) return;
+  state.replyTo = null;
+  state.editing = { channelId: state.current, messageId };
+  $('composer-text').value = msg.text;
+  renderComposerContext();
+  $('composer-text').focus();
+}
+
+function cancelComposerContext() {
+  if (state.editing) $('composer-text').value = '';
+  state.editing = null;
+  state.replyTo = null;
+  renderComposerContext();
+}
+
+// The newest message of the user's own in the open conversation.
+function lastOwnMessage() {
+  const m = state.msgs.get(state.current);
+  const own = m ? m.list.filter((x) => x.sender_id === state.me.id && !x.deleted) : [];
+  return own.length ? own[own.length - 1].message_id : null;
+}
+
+async function saveEdit(text) {
+  const { channelId, messageId } = state.editing;
+  try {
+    const d = await api('PATCH', messagePath(channelId, messageId), { text });
+    changed(d.message);
+    state.editing = null;
+    $('composer-text').value = '';
+    renderComposerContext();
+  } catch (e) { $('composer-error').textContent = e.message; }
+}
+
+// A first click asks; the second one deletes.
+async function deleteMessage(button, messageId) {
+  if (!button.dataset.confirm) {
+    button.dataset.confirm = '1';
+    button.textContent = 'Delete?';
+    button.setAttribute('aria-label', 'Press again to delete for everyone');
+    return;
+  }
+  try { await api('DELETE', messagePath(state.current, messageId)); } catch (e) { $('composer-error').textContent = e.message; }
+}
+
+// Shows the replied-to message: in place when loaded, else its part of
+// the history.
+function jumpTo(messageId) {
+  const el = document.getElementById(`m-${state.current}-${messageId}`);
+  if (!el) { openChat(state.current, messageId); return; }
+  for (const old of document.querySelectorAll('#messages .highlight')) old.classList.remove('highlight');
+  el.classList.add('highlight');
+  el.scrollIntoView({ block: 'center' });
+}
+
+function openPicker(anchor, messageId) {
+  const picker = $('emoji-picker');
+  picker.replaceChildren(...REACTIONS.map((emoji) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'emoji-choice';
+    b.setAttribute('role', 'menuitem');
+    b.dataset.emoji = emoji;
+    b.textContent = emoji;
+    b.setAttribute('aria-label', `React with ${emoji}`);
+    return b;
+  }));
+  picker.dataset.messageId = messageId;
+  const r = anchor.getBoundingClientRect();
+  picker.style.top = `${Math.max(4, r.top - 44)}px`;
+  picker.style.left = `${Math.max(4, Math.min(window.innerWidth - 300, r.left - 120))}px`;
+  picker.hidden = false;
+  picker.querySelector('button').focus();
+}
+
+function closePicker() { $('emoji-picker').hidden = true; }
+
 async function fetchAfter(channelId) {
   const m = state.msgs.get(channelId);
   if (!m || m.fetching) return;
@@ -204,6 +346,7 @@ async function openChat(id, jumpTo) {
   $('chat').hidden = false;
   $('members-panel').hidden = true;
   $('composer-error').textContent = '';
+  renderComposerContext();
   // Another conversation's messages leave the list at once.
   $('messages').replaceChildren();
   renderHeader();
@@ -293,17 +436,24 @@ function send() {
   const id = state.current;
   const max = state.limits.text_max_chars;
   $('composer-error').textContent = '';
+  if (state.editing) {
+    if (state.editing.channelId === id && text.trim()) saveEdit(text);
+    return;
+  }
   if (uploadsBusy()) { $('composer-error').textContent = 'Wait for the uploads to finish, or cancel them.'; return; }
   const files = readyUploads();
   if ((!text.trim() && !files.length) || id == null) return;
   if ([...text].length > max) { $('composer-error').textContent = `A message holds at most ${max} characters.`; return; }
   const cmid = crypto.randomUUID();
-  const p = { channelId: id, text: files.length && !text.trim() ? '' : text, files, state: 'pending', at: Date.now() };
+  const replyTo = state.replyTo && state.replyTo.channelId === id ? state.replyTo.messageId : undefined;
+  const p = { channelId: id, text: files.length && !text.trim() ? '' : text, files, replyTo, state: 'pending', at: Date.now() };
   state.pending.set(cmid, p);
   savePending();
   sendFrame(cmid, p);
   box.value = '';
   clearUploads();
+  state.replyTo = null;
+  renderComposerContext();
   renderMessages(true);
 }
 
@@ -461,6 +611,12 @@ function wire() {
   let lastTyping = 0;
   $('composer-text').addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); return; }
+    if (ev.key === 'Escape' && (state.editing || state.replyTo)) { ev.preventDefault(); cancelComposerContext(); return; }
+    if (ev.key === 'ArrowUp' && !$('composer-text').value && !state.editing) {
+      const last = lastOwnMessage();
+      if (last) { ev.preventDefault(); startEdit(last); }
+      return;
+    }
     if (Date.now() - lastTyping > 2500 && state.current != null) {
       lastTyping = Date.now();
       conn.send({ type: 'typing', channel_id: state.current });
@@ -469,6 +625,18 @@ function wire() {
   $('messages').addEventListener('click', (ev) => {
     const button = ev.target.closest('.retry');
     if (button) retry(button.dataset.cmid);
+    const item = ev.target.closest('.msg[data-id]');
+    const id = item && Number(item.dataset.id);
+    const act = ev.target.closest('.actions button, .reaction, .quote');
+    if (act && item) {
+      if (act.classList.contains('act-reply')) startReply(id);
+      else if (act.classList.contains('act-edit')) startEdit(id);
+      else if (act.classList.contains('act-delete')) deleteMessage(act, id);
+      else if (act.classList.contains('act-react')) openPicker(act, id);
+      else if (act.classList.contains('reaction')) react(id, act.dataset.emoji);
+      else if (act.classList.contains('quote')) jumpTo(Number(act.dataset.jump));
+      return;
+    }
     const photo = ev.target.closest('.photo[data-full]');
     if (photo) {
       ev.preventDefault();
@@ -477,6 +645,25 @@ function wire() {
       $('viewer').showModal();
     }
   });
+  // A long press (touch) or right click shows a message's actions.
+  $('messages').addEventListener('contextmenu', (ev) => {
+    const item = ev.target.closest('.msg[data-id]');
+    if (!item || item.classList.contains('deleted')) return;
+    ev.preventDefault();
+    for (const other of document.querySelectorAll('#messages .show-actions')) if (other !== item) other.classList.remove('show-actions');
+    item.classList.toggle('show-actions');
+  });
+  $('emoji-picker').addEventListener('click', (ev) => {
+    const choice = ev.target.closest('.emoji-choice');
+    if (!choice) return;
+    react(Number($('emoji-picker').dataset.messageId), choice.dataset.emoji);
+    closePicker();
+  });
+  $('emoji-picker').addEventListener('keydown', (ev) => { if (ev.key === 'Escape') closePicker(); });
+  document.addEventListener('click', (ev) => {
+    if (!$('emoji-picker').hidden && !ev.target.closest('#emoji-picker, .act-react')) closePicker();
+  });
+  $('composer-context-cancel').addEventListener('click', cancelComposerContext);
   $('viewer-close').addEventListener('click', () => $('viewer').close());
   $('viewer').addEventListener('click', (ev) => { if (ev.target === $('viewer')) $('viewer').close(); });
   wireUploads();

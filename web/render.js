@@ -8,7 +8,7 @@
 // data attributes (data-channel-id, data-cmid, data-user-id).
 
 import {
-  state, knownName, peerOf, channelName, unread, presenceText, seenBy,
+  state, knownName, peerOf, channelName, unread, presenceText, seenBy, loadedMessage, excerpt,
 } from './state.js';
 import { formatSize } from './uploads.js';
 
@@ -47,11 +47,8 @@ function reconcile(parent, entries) {
 
 // ---------- conversations ----------
 
-// A message in one line: its files, then its text.
-function previewText(msg) {
-  const files = (msg.attachments || []).map((f) => (f.width ? '📷 Photo' : `📎 ${f.name}`));
-  return [...files, msg.text].filter(Boolean).join(' ').slice(0, 120);
-}
+// The reactions a picker offers.
+export const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉', '🙏', '👀'];
 
 function lastActivity(c) { return (c.preview && c.preview.created_at) || c.created_at; }
 
@@ -96,7 +93,7 @@ export function renderConversations() {
     const peer = peerOf(c);
     const shown = {
       name: channelName(c),
-      preview: c.preview ? previewText(c.preview) : (c.kind === 'direct' ? presenceText(peer) : 'No messages yet'),
+      preview: c.preview ? excerpt(c.preview) : (c.kind === 'direct' ? presenceText(peer) : 'No messages yet'),
       unread: unread(c),
       online: c.kind === 'direct' && state.presence.get(peer)?.status === 'online',
       current: c.id === state.current,
@@ -140,7 +137,7 @@ export function renderMembers() {
 
 function messageItem(c, msg, shown) {
   const li = document.createElement('li');
-  li.className = `msg${shown.mine ? ' mine' : ''}${shown.status === 'failed' ? ' failed' : ''}`;
+  li.className = `msg${shown.mine ? ' mine' : ''}${shown.status === 'failed' ? ' failed' : ''}${msg.deleted ? ' deleted' : ''}`;
   if (msg.message_id) { li.id = `m-${c.id}-${msg.message_id}`; li.dataset.id = msg.message_id; }
   li.dataset.cmid = msg.client_msg_id;
   li.dataset.state = shown.status;
@@ -150,16 +147,27 @@ function messageItem(c, msg, shown) {
     who.textContent = shown.who;
     li.append(who);
   }
+  if (msg.reply_to) {
+    const quote = document.createElement('button');
+    quote.type = 'button';
+    quote.className = 'quote';
+    quote.dataset.jump = msg.reply_to;
+    quote.textContent = shown.quote;
+    quote.setAttribute('aria-label', `In reply to ${shown.quote}. Show it.`);
+    li.append(quote);
+  }
   const text = document.createElement('div');
   text.className = 'text';
-  text.textContent = msg.text;
-  text.hidden = !msg.text;
+  text.textContent = msg.deleted ? 'Message deleted' : msg.text;
+  text.hidden = !msg.text && !msg.deleted;
   const meta = document.createElement('div');
   meta.className = 'meta';
   const time = msg.created_at ? new Date(msg.created_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : '';
-  meta.textContent = shown.mine ? `${time} · ${shown.status}` : time;
+  const edited = msg.edited_at && !msg.deleted ? ' · edited' : '';
+  meta.textContent = shown.mine ? `${time}${edited} · ${shown.status}` : `${time}${edited}`;
   li.append(text);
   if (msg.attachments && msg.attachments.length) li.append(filesOf(msg.attachments));
+  if (shown.reactions.length) li.append(reactionsOf(shown.reactions));
   li.append(meta);
   if (shown.status === 'failed') {
     const retry = document.createElement('button');
@@ -170,7 +178,50 @@ function messageItem(c, msg, shown) {
     retry.setAttribute('aria-label', `Retry sending: ${shown.error || 'failed'}`);
     meta.append(retry);
   }
+  if (msg.message_id && !msg.deleted) li.append(actionsOf(shown));
   return li;
+}
+
+// Each emoji with its count; pressed when it is the user's own; who
+// reacted in its tooltip and label.
+function reactionsOf(reactions) {
+  const box = document.createElement('div');
+  box.className = 'reactions';
+  for (const r of reactions) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'reaction';
+    b.dataset.emoji = r.emoji;
+    b.setAttribute('aria-pressed', String(r.mine));
+    b.textContent = `${r.emoji} ${r.count}`;
+    b.title = r.names;
+    b.setAttribute('aria-label', `${r.emoji} from ${r.names}${r.mine ? ' (press to take yours back)' : ''}`);
+    box.append(b);
+  }
+  return box;
+}
+
+// Reply, react, edit and delete: shown on hover or focus, or after a
+// long press (touch) on the message.
+function actionsOf(shown) {
+  const bar = document.createElement('div');
+  bar.className = 'actions';
+  bar.setAttribute('role', 'toolbar');
+  bar.setAttribute('aria-label', 'Message actions');
+  const add = (cls, label, icon) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = cls;
+    b.textContent = icon;
+    b.title = label;
+    b.setAttribute('aria-label', label);
+    bar.append(b);
+  };
+  add('act-reply', 'Reply', '↩');
+  add('act-react', 'React', '☺');
+  if (shown.canEdit) add('act-edit', 'Edit', '✎');
+  if (shown.canDelete) add('act-delete', 'Delete', '🗑');
+  return bar;
 }
 
 // Images as their thumbnails, at their final size from the start (the
@@ -210,6 +261,30 @@ function filesOf(files) {
   return box;
 }
 
+// What a message shows of its changes: the quote it answers, its
+// reactions, and which actions the user may take on it.
+function changeable(c, msg) {
+  const mine = msg.sender_id === state.me.id;
+  const reactions = (msg.reactions || []).map((r) => ({
+    emoji: r.emoji,
+    count: r.user_ids.length,
+    mine: r.user_ids.includes(state.me.id),
+    names: r.user_ids.map((u) => (u === state.me.id ? 'you' : knownName(u))).join(', '),
+  }));
+  let quote = '';
+  if (msg.reply_to) {
+    const target = loadedMessage(c.id, msg.reply_to);
+    quote = target ? `${knownName(target.sender_id)}: ${excerpt(target)}` : 'an earlier message';
+  }
+  return {
+    change: msg.change_seq || 0,
+    quote,
+    reactions,
+    canEdit: mine,
+    canDelete: mine || (c.kind === 'group' && c.created_by === state.me.id),
+  };
+}
+
 function messageEntry(c, msg, shown) {
   // Keyed by sender and client id, so a pending message becomes the
   // stored one in place.
@@ -229,17 +304,29 @@ export function renderMessages(stickToBottom) {
     const mine = msg.sender_id === state.me.id;
     const status = mine ? (seenBy(id, msg.message_id) ? 'seen' : 'sent') : '';
     const who = !mine && c.kind === 'group' ? knownName(msg.sender_id) : '';
-    return messageEntry(c, msg, { mine, status, who });
+    return messageEntry(c, msg, { mine, status, who, ...changeable(c, msg) });
   });
   const pend = [...state.pending.entries()].filter(([, p]) => p.channelId === id).sort((a, b) => a[1].at - b[1].at);
   for (const [cmid, p] of pend) {
     if (p.messageId && m.ids.has(p.messageId)) continue;
     const status = p.state === 'failed' ? 'failed' : (p.messageId ? 'sent' : 'pending');
-    const msg = { client_msg_id: cmid, text: p.text, sender_id: state.me.id, attachments: p.files || [] };
-    entries.push(messageEntry(c, msg, { mine: true, status, who: '', error: p.error }));
+    const msg = { client_msg_id: cmid, text: p.text, sender_id: state.me.id, attachments: p.files || [], reply_to: p.replyTo };
+    entries.push(messageEntry(c, msg, { mine: true, status, who: '', error: p.error, ...changeable(c, msg) }));
   }
   reconcile(box, entries);
   if (stickToBottom || atBottom) box.scrollTop = box.scrollHeight;
+}
+
+// The bar above the composer while it answers or edits a message.
+export function renderComposerContext() {
+  const bar = $('composer-context');
+  const ctx = state.editing || state.replyTo;
+  if (!ctx || ctx.channelId !== state.current) { bar.hidden = true; return; }
+  const target = loadedMessage(ctx.channelId, ctx.messageId);
+  $('composer-context-text').textContent = state.editing
+    ? 'Editing your message (Esc cancels)'
+    : `Replying to ${target ? `${knownName(target.sender_id)}: ${excerpt(target)}` : 'a message'}`;
+  bar.hidden = false;
 }
 
 export function renderTyping() {

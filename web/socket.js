@@ -8,6 +8,9 @@ import { api } from './api.js';
 
 export const conn = {
   ws: null, attempt: 0, pingTimer: null, lastHeard: 0, interval: 5000, ready: false, stopped: false,
+  // The browser said the network is gone: wait for it to come back (or
+  // try now and then) instead of burning reconnect attempts.
+  offline: false, retryTimer: null,
   // Gateway URLs from discovery, least loaded first; `next` indexes the
   // one to try next (past the end: ask discovery again).
   gateways: [], next: 0, url: null,
@@ -55,11 +58,31 @@ export const conn = {
     clearInterval(this.pingTimer);
     if (this.stopped) return;
     if (e && e.code === 1008) { this.handlers.signedOut(); return; }   // token refused or revoked
-    this.handlers.status('Connection lost — reconnecting…');
-    // Exponential backoff with full jitter.
-    const delay = Math.random() * Math.min(30000, 500 * 2 ** this.attempt);
+    this.handlers.status(this.offline ? 'Offline — waiting for the network…' : 'Connection lost — reconnecting…');
+    // Exponential backoff with full jitter; slow polling while offline.
+    const delay = this.offline ? 30000 : Math.random() * Math.min(30000, 500 * 2 ** this.attempt);
     this.attempt += 1;
-    setTimeout(() => { if (!this.stopped) this.start(); }, delay);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => { if (!this.stopped) this.start(); }, delay);
+  },
+
+  // The browser's word on the network: going offline closes the socket at
+  // once (instead of waiting for the heartbeat to time out); coming back
+  // reconnects at once, and `ready` catches up what was missed.
+  wentOffline() {
+    this.offline = true;
+    if (this.stopped) return;
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) { this.ws.close(); return; }
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => { if (!this.stopped) this.start(); }, 30000);
+  },
+
+  cameOnline() {
+    this.offline = false;
+    if (this.stopped || this.ready) return;
+    clearTimeout(this.retryTimer);
+    this.attempt = 0;
+    this.start();
   },
 
   // Sends a frame when connected and authenticated; false otherwise.
@@ -70,6 +93,7 @@ export const conn = {
 
   onReady(interval) {
     this.ready = true;
+    this.offline = false;
     this.attempt = 0;
     // Once this socket ends, ask discovery afresh.
     this.next = this.gateways.length;
@@ -83,6 +107,9 @@ export const conn = {
 
   stop() { this.stopped = true; clearInterval(this.pingTimer); if (this.ws) this.ws.close(); },
 };
+
+window.addEventListener('offline', () => conn.wentOffline());
+window.addEventListener('online', () => conn.cameOnline());
 
 // A gateway that joined after this page was loaded is outside the page's
 // security policy: while no socket is up, load the page again for a

@@ -12,6 +12,9 @@ export const state = {
   reads: new Map(),      // channel id -> Map(user id -> message id)
   pending: new Map(),    // client_msg_id -> {channelId, text, state, at, messageId}
   typing: new Map(),     // channel id -> Map(user id -> timer)
+  changes: new Map(),    // channel id -> newest change_seq applied
+  replyTo: null,         // {channelId, messageId} the composer answers
+  editing: null,         // {channelId, messageId} the composer edits
   current: null,
   signup: false,
   // The server's limits (GET /v1/limits); these stand in until it answers.
@@ -20,8 +23,8 @@ export const state = {
 
 // Forgets everything about the signed-in user.
 export function clearSession() {
-  Object.assign(state, { token: null, me: null, current: null });
-  for (const k of ['channels', 'msgs', 'reads', 'pending', 'presence', 'typing']) state[k].clear();
+  Object.assign(state, { token: null, me: null, current: null, replyTo: null, editing: null });
+  for (const k of ['channels', 'msgs', 'reads', 'pending', 'presence', 'typing', 'changes']) state[k].clear();
 }
 
 // Display names are free text, so two people can pick the same one (or
@@ -44,14 +47,14 @@ function pendingKey() { return `chinwag.pending.${state.me ? state.me.id : 0}`; 
 
 export function savePending() {
   const list = [...state.pending.entries()].filter(([, p]) => !p.messageId)
-    .map(([cmid, p]) => ({ cmid, channelId: p.channelId, text: p.text, at: p.at }));
+    .map(([cmid, p]) => ({ cmid, channelId: p.channelId, text: p.text, at: p.at, replyTo: p.replyTo }));
   localStorage.setItem(pendingKey(), JSON.stringify(list));
 }
 
 export function loadPending() {
   try {
     for (const p of JSON.parse(localStorage.getItem(pendingKey()) || '[]')) {
-      state.pending.set(p.cmid, { channelId: p.channelId, text: p.text, at: p.at, state: 'pending' });
+      state.pending.set(p.cmid, { channelId: p.channelId, text: p.text, at: p.at, replyTo: p.replyTo, state: 'pending' });
     }
   } catch (_) { /* a damaged entry is dropped */ }
 }
@@ -64,6 +67,12 @@ export function bucket(channelId) {
     state.msgs.set(channelId, { list: [], ids: new Set(), tail: 0, hasMoreBefore: true, loading: false });
   }
   return state.msgs.get(channelId);
+}
+
+// A loaded message of a channel, if it is loaded.
+export function loadedMessage(channelId, messageId) {
+  const m = state.msgs.get(channelId);
+  return m ? m.list.find((x) => x.message_id === messageId) : undefined;
 }
 
 export function peerOf(c) {
@@ -99,4 +108,12 @@ export function seenBy(channelId, messageId) {
   if (!reads) return false;
   for (const [uid, upTo] of reads) if (uid !== state.me.id && upTo >= messageId) return true;
   return false;
+}
+
+// A message in a few words, for quotes and previews.
+export function excerpt(msg) {
+  if (!msg) return 'a message';
+  if (msg.deleted) return 'Message deleted';
+  const files = (msg.attachments || []).map((f) => (f.width ? '📷 Photo' : `📎 ${f.name}`));
+  return [...files, msg.text].filter(Boolean).join(' ').slice(0, 120);
 }

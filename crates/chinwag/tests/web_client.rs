@@ -528,3 +528,129 @@ async fn photos_and_files_are_attached_shown_and_opened() {
     alice.close().await.unwrap();
     bob.close().await.unwrap();
 }
+
+/// Shows a message's actions the way a long press does on a phone.
+async fn show_actions(b: &Browser, text: &str) {
+    let script = format!(
+        "const li = [...document.querySelectorAll('#messages .msg')].find(m => m.querySelector('.text').textContent === {});
+         li.dispatchEvent(new MouseEvent('contextmenu', {{bubbles: true, cancelable: true}}));
+         return li.classList.contains('show-actions');",
+        serde_json::to_string(text).unwrap()
+    );
+    assert_eq!(js(b, &script).await, json!(true), "actions of {text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_deletes_replies_and_reactions_reach_the_other_browser_live_and_after_being_offline() {
+    let server = TestServer::start();
+    let driver = ChromeDriver::start();
+    let (alice_profile, bob_profile) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice = driver.browser(&alice_profile).await;
+    let bob = driver.browser(&bob_profile).await;
+    sign_up(&alice, &server.base, "alice").await;
+    sign_up(&bob, &server.base, "bob").await;
+    type_into(&alice, "#new-direct-name", "bob").await;
+    click(&alice, "#new-direct button").await;
+    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+    send(&alice, "helo").await;
+    send(&alice, "second thought").await;
+    wait_js(&alice, "both sent", "(() => { const m = [...document.querySelectorAll('#messages .msg.mine')]; return m.length === 2 && m.every(x => x.dataset.id); })()")
+        .await;
+    wait_js(&bob, "the conversation", "document.querySelector('.conv')").await;
+    click(&bob, ".conv").await;
+    wait_text(&bob, "second thought").await;
+
+    // Up arrow edits the last own message; here the first one, picked from its actions.
+    show_actions(&alice, "helo").await;
+    click(&alice, "#messages .msg.show-actions .act-edit").await;
+    wait_js(&alice, "the edit bar", "!document.getElementById('composer-context').hidden").await;
+    type_into(&alice, "#composer-text", "hello").await;
+    alice.find(Locator::Css("#composer-text")).await.unwrap().send_keys(ENTER).await.unwrap();
+    wait_text(&bob, "hello").await;
+    wait_js(
+        &bob,
+        "the edited label",
+        "[...document.querySelectorAll('#messages .meta')].some(m => m.textContent.includes('edited'))",
+    )
+    .await;
+    let up = alice.find(Locator::Css("#composer-text")).await.unwrap();
+    up.send_keys("\u{E013}").await.unwrap();
+    wait_js(
+        &alice,
+        "Up arrow edits the last one",
+        "document.getElementById('composer-text').value === 'second thought'",
+    )
+    .await;
+    up.send_keys("\u{E00C}").await.unwrap();
+    wait_js(
+        &alice,
+        "Esc cancels",
+        "document.getElementById('composer-context').hidden && !document.getElementById('composer-text').value",
+    )
+    .await;
+
+    // Bob reacts from the picker and replies; alice sees both live.
+    show_actions(&bob, "hello").await;
+    click(&bob, "#messages .msg.show-actions .act-react").await;
+    wait_js(&bob, "the picker", "!document.getElementById('emoji-picker').hidden").await;
+    click(&bob, "#emoji-picker .emoji-choice[data-emoji='👍']").await;
+    wait_js(&alice, "the reaction", "document.querySelector('#messages .reaction')?.textContent === '👍 1'").await;
+    assert_eq!(js(&alice, "return document.querySelector('#messages .reaction').title;").await, json!("bob"));
+    show_actions(&bob, "hello").await;
+    click(&bob, "#messages .msg.show-actions .act-reply").await;
+    send(&bob, "quoting you").await;
+    wait_text(&alice, "quoting you").await;
+    wait_js(&alice, "the quote", "document.querySelector('#messages .quote')?.textContent === 'alice: hello'").await;
+    click(&alice, "#messages .quote").await;
+    wait_js(
+        &alice,
+        "the quoted message shown",
+        "document.querySelector('#messages .msg.highlight .text')?.textContent === 'hello'",
+    )
+    .await;
+    // Bob takes his reaction back by pressing it.
+    click(&bob, "#messages .reaction").await;
+    wait_js(&alice, "the reaction gone", "!document.querySelector('#messages .reaction')").await;
+
+    // Bob's browser goes offline; alice edits, deletes and reacts meanwhile.
+    js(&bob, "window.dispatchEvent(new Event('offline')); return 1;").await;
+    wait_js(&bob, "the offline banner", "document.getElementById('banner').textContent.startsWith('Offline')").await;
+    show_actions(&alice, "second thought").await;
+    click(&alice, "#messages .msg.show-actions .act-delete").await;
+    click(&alice, "#messages .msg.show-actions .act-delete").await;
+    wait_js(
+        &alice,
+        "the tombstone",
+        "[...document.querySelectorAll('#messages .msg.deleted .text')].some(t => t.textContent === 'Message deleted')",
+    )
+    .await;
+    show_actions(&alice, "quoting you").await;
+    click(&alice, "#messages .msg.show-actions .act-react").await;
+    click(&alice, "#emoji-picker .emoji-choice[data-emoji='🎉']").await;
+    show_actions(&alice, "hello").await;
+    click(&alice, "#messages .msg.show-actions .act-edit").await;
+    type_into(&alice, "#composer-text", "hello again").await;
+    alice.find(Locator::Css("#composer-text")).await.unwrap().send_keys(ENTER).await.unwrap();
+    wait_text(&alice, "hello again").await;
+    assert!(texts(&bob).await.contains(&"second thought".to_string()), "bob is really offline");
+
+    js(&bob, "window.dispatchEvent(new Event('online')); return 1;").await;
+    wait_text(&bob, "hello again").await;
+    wait_js(
+        &bob,
+        "the tombstone",
+        "[...document.querySelectorAll('#messages .msg.deleted .text')].some(t => t.textContent === 'Message deleted')",
+    )
+    .await;
+    wait_js(&bob, "alice's reaction", "document.querySelector('#messages .reaction')?.textContent === '🎉 1'").await;
+    wait_js(
+        &bob,
+        "the quote follows the edit",
+        "document.querySelector('#messages .quote')?.textContent === 'alice: hello again'",
+    )
+    .await;
+    assert!(!texts(&bob).await.contains(&"second thought".to_string()));
+    std::fs::write(screenshot_dir().join("edits-and-reactions.png"), bob.screenshot().await.unwrap()).unwrap();
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+}
