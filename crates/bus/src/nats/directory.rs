@@ -38,7 +38,14 @@ struct State {
     /// Users with no socket left, online until the deadline (the grace),
     /// with when their last socket closed.
     leaving: HashMap<UserId, (Instant, i64)>,
+    /// When the gateways watch last brought back this node's echo: leases
+    /// expire only while it works (a stuck watch is not a dead gateway).
+    gateways_heard: Option<Instant>,
 }
+
+/// How late this node's echo may come back before the gateways watch
+/// counts as stuck (echoes are written every second).
+const ECHO_LATE: Duration = Duration::from_secs(3);
 
 /// The presence bucket's key of `user`'s sockets on `gateway`.
 pub(crate) fn presence_key(gateway: &str, user: UserId) -> String {
@@ -190,6 +197,11 @@ impl Directory {
         self.queue(|w| w.announce = Some(info));
     }
 
+    /// The gateways watch brought back this node's echo: it works.
+    pub fn gateways_heard(&self) {
+        self.lock().gateways_heard = Some(Instant::now());
+    }
+
     /// Another gateway's announcement (or its removal) from the watch.
     pub fn gateway_seen(&self, id: &str, info: Option<GatewayInfo>) {
         if *id == *self.me {
@@ -260,10 +272,12 @@ impl Directory {
         {
             let mut state = self.lock();
             let ttl = self.ttl;
+            // While the watch is stuck, no news is no proof of death.
+            let watching = state.gateways_heard.is_some_and(|heard| now.duration_since(heard) < ECHO_LATE);
             let dead: Vec<Arc<str>> = state
                 .gateways
                 .iter()
-                .filter(|(_, r)| now.duration_since(r.seen) >= ttl)
+                .filter(|(_, r)| watching && now.duration_since(r.seen) >= ttl)
                 .map(|(g, _)| g.clone())
                 .collect();
             if !dead.is_empty() {
@@ -423,8 +437,11 @@ mod tests {
         d.local_change(alice, false);
         assert!(rx.try_recv().is_err(), "still on the other gateway");
         assert_eq!(d.route(&[alice, UserId(2)]).len(), 1);
-        // The other gateway stops renewing its lease: alice leaves after the grace.
+        // The other gateway stops renewing its lease (while this node's
+        // watch works): alice leaves after the grace.
         std::thread::sleep(Duration::from_millis(120));
+        assert!(d.tick().is_empty(), "no lease expires while the watch may be stuck");
+        d.gateways_heard();
         assert_eq!(d.tick(), vec!["other.1".to_owned()]);
         assert!(d.is_online(alice), "within the grace");
         std::thread::sleep(Duration::from_millis(60));

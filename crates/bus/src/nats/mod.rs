@@ -50,6 +50,20 @@ const OUTBOX: usize = 65_536;
 /// How often leases and graces are checked.
 const TICK: Duration = Duration::from_millis(250);
 
+/// How often each node writes its echo into both buckets (see `follow`).
+const ECHO_EVERY: Duration = Duration::from_secs(1);
+
+/// A watch that has not brought back this node's own echo for this long is
+/// stuck (JetStream lost its consumer while a server died and the client
+/// keeps waiting): it is started over.
+const WATCH_STALL: Duration = Duration::from_secs(4);
+
+/// This node's echo key: `=` is in no node name, so no gateway or presence
+/// entry has such a key.
+fn echo_key(node: &str) -> String {
+    format!("echo={node}")
+}
+
 fn gateway_subject(gateway: &str) -> String {
     format!("chinwag.gw.{gateway}")
 }
@@ -202,6 +216,7 @@ impl NatsCluster {
         shared.spawn(watch_gateways(shared.clone()));
         shared.spawn(watch_presence(shared.clone()));
         shared.spawn(write_directory(shared.clone()));
+        shared.spawn(echo(shared.clone()));
         shared.spawn(tick(shared.clone()));
         if options.lead_presence {
             shared.spawn(lead_presence(shared.clone()));
@@ -254,6 +269,7 @@ impl NatsCluster {
                 tracing::debug!(left = failed.len(), "could not delete every presence entry");
             }
             let _ = shared.gateways_kv.delete(&*directory.me).await;
+            let _ = shared.presence_kv.delete(&echo_key(&directory.me)).await;
             let _ = shared.client.flush().await;
         })
         .await;
@@ -358,36 +374,66 @@ async fn receive(shared: Arc<Shared>, mut inbound: async_nats::Subscriber, mut n
 }
 
 /// Follows a bucket for ever, starting over after errors (a watch
-/// replays the current values first, so nothing is missed).
-async fn follow(bucket: &kv::Store, mut apply: impl FnMut(&kv::Entry)) {
+/// replays the current values first, so nothing is missed) and when it
+/// stalls: every node writes its echo into the bucket every second, so a
+/// working watch brings ours back within `WATCH_STALL`. `heard` is told of
+/// each echo; other nodes' echoes are skipped.
+async fn follow(bucket: &kv::Store, me: &str, heard: impl Fn(), mut apply: impl FnMut(&kv::Entry)) {
+    let echo = echo_key(me);
     loop {
         match bucket.watch_all().await {
-            Ok(mut watch) => {
-                while let Some(entry) = watch.next().await {
-                    match entry {
-                        Ok(entry) => apply(&entry),
-                        Err(e) => {
-                            tracing::debug!(error = %e, bucket = %bucket.name, "watch interrupted");
-                            break;
-                        }
+            Ok(mut watch) => loop {
+                match tokio::time::timeout(WATCH_STALL, watch.next()).await {
+                    Ok(Some(Ok(entry))) if entry.key == echo => heard(),
+                    Ok(Some(Ok(entry))) if entry.key.starts_with("echo=") => {}
+                    Ok(Some(Ok(entry))) => apply(&entry),
+                    Ok(Some(Err(e))) => {
+                        tracing::debug!(error = %e, bucket = %bucket.name, "watch interrupted");
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        tracing::info!(bucket = %bucket.name, "watch stalled; starting it over");
+                        break;
                     }
                 }
-            }
+            },
             Err(e) => tracing::debug!(error = %e, bucket = %bucket.name, "could not watch"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
+/// Writes this node's echo into both buckets, every `ECHO_EVERY`.
+async fn echo(shared: Arc<Shared>) {
+    let key = echo_key(&shared.directory.me);
+    let mut every = tokio::time::interval(ECHO_EVERY);
+    loop {
+        every.tick().await;
+        let stamp = Bytes::from(chinwag_proto::now_ms().to_string());
+        for bucket in [&shared.gateways_kv, &shared.presence_kv] {
+            if let Err(e) = bucket.put(&key, stamp.clone()).await {
+                tracing::debug!(error = %e, bucket = %bucket.name, "could not write this node's echo");
+            }
+        }
+    }
+}
+
 async fn watch_gateways(shared: Arc<Shared>) {
     let directory = shared.directory.clone();
-    follow(&shared.gateways_kv, |entry| {
-        let info = match entry.operation {
-            kv::Operation::Put => serde_json::from_slice::<GatewayInfo>(&entry.value).ok(),
-            kv::Operation::Delete | kv::Operation::Purge => None,
-        };
-        directory.gateway_seen(&entry.key, info);
-    })
+    let me = directory.me.clone();
+    follow(
+        &shared.gateways_kv,
+        &me,
+        || directory.gateways_heard(),
+        |entry| {
+            let info = match entry.operation {
+                kv::Operation::Put => serde_json::from_slice::<GatewayInfo>(&entry.value).ok(),
+                kv::Operation::Delete | kv::Operation::Purge => None,
+            };
+            directory.gateway_seen(&entry.key, info);
+        },
+    )
     .await;
 }
 
@@ -397,20 +443,25 @@ async fn watch_presence(shared: Arc<Shared>) {
     if shared.presence_kv.status().await.is_ok_and(|status| status.values() == 0) {
         directory.loaded.store(true, Ordering::SeqCst);
     }
-    follow(&shared.presence_kv, |entry| {
-        if let Some((gateway, user)) = entry.key.rsplit_once('.') {
-            if let Ok(user) = user.parse::<i64>() {
-                let count = match entry.operation {
-                    kv::Operation::Put => std::str::from_utf8(&entry.value).ok().and_then(|v| v.parse().ok()),
-                    kv::Operation::Delete | kv::Operation::Purge => None,
-                };
-                directory.presence_seen(gateway, UserId(user), count);
+    follow(
+        &shared.presence_kv,
+        &directory.me.clone(),
+        || {},
+        |entry| {
+            if let Some((gateway, user)) = entry.key.rsplit_once('.') {
+                if let Ok(user) = user.parse::<i64>() {
+                    let count = match entry.operation {
+                        kv::Operation::Put => std::str::from_utf8(&entry.value).ok().and_then(|v| v.parse().ok()),
+                        kv::Operation::Delete | kv::Operation::Purge => None,
+                    };
+                    directory.presence_seen(gateway, UserId(user), count);
+                }
             }
-        }
-        if entry.delta == 0 {
-            directory.loaded.store(true, Ordering::SeqCst);
-        }
-    })
+            if entry.delta == 0 {
+                directory.loaded.store(true, Ordering::SeqCst);
+            }
+        },
+    )
     .await;
 }
 
