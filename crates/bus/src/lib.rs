@@ -61,10 +61,17 @@ pub enum Event {
     /// A device's token was revoked: its connections must close.
     DeviceRevoked { device_id: DeviceId },
     /// The channel's newest message is `last_message_id` (repeated for a
-    /// while after each message), so a connection that missed the last
-    /// ones of a burst notices and fills them from the store. Never
+    /// while after each message or change), so a connection that missed
+    /// the last ones of a burst notices and fills them from the store. Never
     /// sent to clients.
-    ChannelHead { channel_id: ChannelId, last_message_id: MessageId },
+    ChannelHead {
+        channel_id: ChannelId,
+        last_message_id: MessageId,
+        /// The channel's newest change (edit, delete, reaction), so a lost
+        /// `MessageUpdated` is noticed the same way.
+        #[serde(default)]
+        last_change_seq: u64,
+    },
 }
 
 /// One published event shared by every queue it lands in, with its wire

@@ -19,8 +19,26 @@ use std::time::{Duration, Instant};
 
 /// How often channels with recent messages have their head announced.
 const BEACON_EVERY: Duration = Duration::from_secs(1);
-/// How long after its last message a channel keeps being announced.
+/// How long after its last message a channel is announced every second.
 const BEACON_FOR: Duration = Duration::from_secs(5);
+/// After that, it is announced every `BEACON_TAIL_EVERY` beacon ticks
+/// until this long after its last message: a NATS server's death can
+/// break routing for longer than the first few seconds (JetStream elects
+/// new leaders, watches start over), and the tail still finds what was
+/// lost then, at a fifth of the cost.
+const BEACON_TAIL: Duration = Duration::from_secs(30);
+const BEACON_TAIL_EVERY: u64 = 5;
+
+/// What a channel head beacon announces, and until when.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    last_message_id: MessageId,
+    last_change_seq: u64,
+    /// Announced every tick until then...
+    until: Instant,
+    /// ...and every few ticks until then.
+    tail_until: Instant,
+}
 
 /// Where a `send` goes: a channel, or the direct channel with a user.
 #[derive(Debug, Clone, Copy)]
@@ -59,9 +77,10 @@ pub struct Chat {
     /// Direct channel of each ordered pair, so `to_user_id` sends skip the
     /// store lookup (a pair's direct channel never changes).
     direct_channels: Mutex<HashMap<(UserId, UserId), ChannelId>>,
-    /// Channels this node stored messages in lately: their newest id and
-    /// until when to announce it (only on a bus that may lose events).
-    heads: Mutex<HashMap<ChannelId, (MessageId, Instant)>>,
+    /// Channels this node stored messages or changes in lately: their
+    /// newest id and change, and until when to announce them (only on a bus
+    /// that may lose events).
+    heads: Mutex<HashMap<ChannelId, Head>>,
 }
 
 impl Chat {
@@ -185,34 +204,59 @@ impl Chat {
         if !members.iter().all(|&m| m == message.sender_id || self.presence.is_online(m)) {
             self.pushes.hand_over(message.clone());
         }
-        if self.bus.may_lose_events() {
-            let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
-            let head = heads.entry(message.channel_id).or_insert((message.message_id, Instant::now()));
-            head.0 = head.0.max(message.message_id);
-            head.1 = Instant::now() + BEACON_FOR;
-        }
+        self.announce_head(message.channel_id, message.message_id, 0);
     }
 
-    /// Announces the newest id of each channel that had messages lately,
-    /// every second for a few seconds, so a connection that missed the last
-    /// messages of a burst (the bus is at most once) notices and reads them
-    /// from the store. Announcing continues while the bus is cut off.
+    /// Keeps a channel's newest message and change announced for a while.
+    fn announce_head(&self, channel: ChannelId, message_id: MessageId, change_seq: u64) {
+        if !self.bus.may_lose_events() {
+            return;
+        }
+        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let head = heads.entry(channel).or_insert(Head {
+            last_message_id: MessageId(0),
+            last_change_seq: 0,
+            until: now,
+            tail_until: now,
+        });
+        head.last_message_id = head.last_message_id.max(message_id);
+        head.last_change_seq = head.last_change_seq.max(change_seq);
+        head.until = now + BEACON_FOR;
+        head.tail_until = now + BEACON_TAIL;
+    }
+
+    /// Announces the newest id and change of each channel that had messages
+    /// lately, every second for a few seconds and then now and then for
+    /// half a minute, so a connection that missed the last messages of a
+    /// burst (the bus is at most once) notices and reads them from the
+    /// store. Announcing continues while the bus is cut off.
     pub(crate) async fn send_head_beacons(self: Arc<Self>) {
         let mut every = tokio::time::interval(BEACON_EVERY);
-        loop {
+        for tick in 0u64.. {
             every.tick().await;
-            let due: Vec<(ChannelId, MessageId)> = {
+            let due: Vec<(ChannelId, Head)> = {
                 let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
                 if !self.bus.is_connected() {
-                    heads.values_mut().for_each(|(_, until)| *until = (*until).max(now + BEACON_FOR));
+                    heads.values_mut().for_each(|head| {
+                        head.until = head.until.max(now + BEACON_FOR);
+                        head.tail_until = head.tail_until.max(now + BEACON_TAIL);
+                    });
                 }
-                heads.retain(|_, (_, until)| *until > now);
-                heads.iter().map(|(&channel, &(last, _))| (channel, last)).collect()
+                heads.retain(|_, head| head.tail_until > now);
+                let tail_tick = tick % BEACON_TAIL_EVERY == 0;
+                heads
+                    .iter()
+                    .filter(|(_, head)| head.until > now || tail_tick)
+                    .map(|(&channel, &head)| (channel, head))
+                    .collect()
             };
-            for (channel_id, last_message_id) in due {
+            for (channel_id, Head { last_message_id, last_change_seq, .. }) in due {
                 match self.members.members(&*self.store, channel_id).await {
-                    Ok(members) => self.bus.publish(&members, Event::ChannelHead { channel_id, last_message_id }),
+                    Ok(members) => {
+                        self.bus.publish(&members, Event::ChannelHead { channel_id, last_message_id, last_change_seq })
+                    }
                     Err(e) => tracing::debug!(error = %e, "no members for a head beacon"),
                 }
             }
@@ -264,11 +308,13 @@ impl Chat {
             .await
             .map_err(store_error)?;
         if !changed.released_uploads.is_empty() {
-            self.media.remove(std::mem::take(&mut changed.released_uploads));
+            self.media.remove(std::mem::take(&mut changed.released_uploads)).await;
         }
         self.media.sign(&mut changed.message);
         if changed.changed {
             self.metrics.messages_changed.inc();
+            let message = &changed.message;
+            self.announce_head(message.channel_id, MessageId(0), message.change_seq);
             let event = Event::MessageUpdated { message: changed.message.clone(), mentions: changed.mentions };
             self.bus.publish(&changed.members, event);
         }

@@ -288,7 +288,7 @@ impl Connection {
         };
         let mut cursors = Cursors::default();
         for channel in &channels {
-            cursors.join(channel.id, channel.last_message_id);
+            cursors.join(channel.id, channel.last_message_id, channel.last_change_seq);
         }
         self.write_frame(&ServerFrame::Ready {
             user,
@@ -429,7 +429,7 @@ impl Connection {
                 state.cursors.admit(channel, id, delivery, Instant::now(), &mut self.outgoing);
             }
             Event::MessageUpdated { message, .. } => {
-                let (channel, id) = (message.channel_id, message.message_id);
+                let (channel, id) = (message.channel_id, (message.message_id, message.change_seq));
                 let delivery = flagged_for(state.user, delivery);
                 state.cursors.change(channel, id, delivery, &mut self.outgoing);
             }
@@ -440,7 +440,7 @@ impl Connection {
                 }
             }
             Event::Channel { channel } => {
-                state.cursors.join(channel.id, channel.last_message_id);
+                state.cursors.join(channel.id, channel.last_message_id, channel.last_change_seq);
                 self.outgoing.push(delivery);
             }
             Event::ChannelRemoved { channel_id } => {
@@ -452,8 +452,9 @@ impl Connection {
                     return Err(Closing(Some((POLICY, "token revoked"))));
                 }
             }
-            Event::ChannelHead { channel_id, last_message_id } => {
+            Event::ChannelHead { channel_id, last_message_id, last_change_seq } => {
                 state.cursors.head(*channel_id, *last_message_id, Instant::now());
+                state.cursors.change_head(*channel_id, *last_change_seq, Instant::now());
             }
         }
         Ok(())
@@ -481,19 +482,8 @@ impl Connection {
         for gap in state.cursors.due_gaps(Instant::now(), delay) {
             let wanted = (gap.before.0 - gap.after.0 - 1).clamp(1, validate::HISTORY_LIMIT_MAX.into()) as u32;
             let query = HistoryQuery::Range { after: Some(gap.after), before: Some(gap.before) };
-            let mut page = match self.app.store.messages(gap.channel, query, wanted, state.user).await {
-                Ok(page) => page,
-                // No longer a member (the removal's event is on its way
-                // or was lost): nothing more of that channel reaches us.
-                Err(chinwag_store::StoreError::NotAMember) => {
-                    state.cursors.leave(gap.channel);
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "gap fill failed; the client will sync");
-                    return Err(Closing(Some((TRY_AGAIN_LATER, "store unavailable; reconnect and sync"))));
-                }
-            };
+            let read = self.app.store.messages(gap.channel, query, wanted, state.user).await;
+            let Some(mut page) = filled(read, state, gap.channel)? else { continue };
             self.app.media.sign_all(&mut page.messages);
             let filled_to = page.messages.last().map_or(gap.after, |m| m.message_id);
             self.app.metrics.messages_delivered.inc_by(page.messages.len() as u64);
@@ -504,7 +494,41 @@ impl Connection {
             let up_to = if page.has_more { filled_to } else { MessageId(gap.before.0 - 1) };
             state.cursors.advance(gap.channel, up_to, &mut self.outgoing);
         }
+        // Changes a beacon named that never arrived live (a page at a time;
+        // what is left stays due).
+        for (channel, after) in state.cursors.due_change_gaps(Instant::now(), delay) {
+            let read = self.app.store.changes(channel, after, validate::HISTORY_LIMIT_MAX, state.user).await;
+            let Some(mut page) = filled(read, state, channel)? else { continue };
+            self.app.media.sign_all(&mut page.messages);
+            for message in page.messages {
+                let id = (message.message_id, message.change_seq);
+                let delivery = Arc::new(Delivery::new(Event::MessageUpdated { message, mentions: Vec::new() }));
+                state.cursors.change(channel, id, delivery, &mut self.outgoing);
+            }
+        }
         self.flush_outgoing().await
+    }
+}
+
+/// A page read to fill a gap; `None` when the user is no longer a member
+/// (the removal's event is on its way or was lost: nothing more of that
+/// channel reaches this connection). A store that cannot answer closes
+/// the connection: the client syncs when it is back.
+fn filled(
+    read: Result<chinwag_store::Page, chinwag_store::StoreError>,
+    state: &mut State,
+    channel: ChannelId,
+) -> Result<Option<chinwag_store::Page>, Closing> {
+    match read {
+        Ok(page) => Ok(Some(page)),
+        Err(chinwag_store::StoreError::NotAMember) => {
+            state.cursors.leave(channel);
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "gap fill failed; the client will sync");
+            Err(Closing(Some((TRY_AGAIN_LATER, "store unavailable; reconnect and sync"))))
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 //! reports gaps that have waited too long so the connection fills them from
 //! the store, which is the source of truth. A change to a message
 //! (`message_updated`) never overtakes the message itself: it waits here
-//! until the message has been sent.
+//! until the message has been sent. Changes have a gap check of their own:
+//! a beacon naming a newer `change_seq` than any seen makes the connection
+//! read the missing changes from the store.
 
 use chinwag_bus::Delivery;
 use chinwag_proto::{ChannelId, MessageId};
@@ -24,6 +26,11 @@ struct Cursor {
     held: BTreeMap<MessageId, Arc<Delivery>>,
     /// Changes to messages not sent yet, sent right after them.
     changes: BTreeMap<MessageId, Vec<Arc<Delivery>>>,
+    /// The newest `change_seq` sent or waiting here (or in the client's
+    /// snapshot).
+    changes_seen: u64,
+    /// The newest `change_seq` a beacon named, while not seen, and since when.
+    change_head: Option<(u64, Instant)>,
     /// The newest id a channel head beacon named, while not delivered.
     head: Option<MessageId>,
     gap_since: Option<Instant>,
@@ -44,10 +51,15 @@ pub struct Cursors {
 }
 
 impl Cursors {
-    /// Starts following a channel whose messages up to `last` the client
-    /// already knows of. Following it already changes nothing.
-    pub fn join(&mut self, channel: ChannelId, last: MessageId) {
-        self.channels.entry(channel).or_insert_with(|| Cursor { delivered: last, ..Cursor::default() });
+    /// Starts following a channel whose messages up to `last` and changes
+    /// up to `last_change` the client already knows of. Following it
+    /// already changes nothing.
+    pub fn join(&mut self, channel: ChannelId, last: MessageId, last_change: u64) {
+        self.channels.entry(channel).or_insert_with(|| Cursor {
+            delivered: last,
+            changes_seen: last_change,
+            ..Cursor::default()
+        });
     }
 
     /// Stops following a channel (left or removed): nothing more of it is sent.
@@ -83,13 +95,43 @@ impl Cursors {
 
     /// Takes a change to message `id`: sent now if the message was sent,
     /// else right after it.
-    pub fn change(&mut self, channel: ChannelId, id: MessageId, delivery: Arc<Delivery>, out: &mut Vec<Arc<Delivery>>) {
+    pub fn change(
+        &mut self,
+        channel: ChannelId,
+        (id, change_seq): (MessageId, u64),
+        delivery: Arc<Delivery>,
+        out: &mut Vec<Arc<Delivery>>,
+    ) {
         let Some(cursor) = self.channels.get_mut(&channel) else { return };
+        cursor.changes_seen = cursor.changes_seen.max(change_seq);
+        if cursor.change_head.is_some_and(|(head, _)| head <= cursor.changes_seen) {
+            cursor.change_head = None;
+        }
         if id <= cursor.delivered || cursor.changes.len() >= MAX_HELD {
             out.push(delivery);
         } else {
             cursor.changes.entry(id).or_default().push(delivery);
         }
+    }
+
+    /// Learns that the channel's newest change is `last_change`: if it
+    /// never arrived live, the changes after the newest seen are missing.
+    pub fn change_head(&mut self, channel: ChannelId, last_change: u64, now: Instant) {
+        let Some(cursor) = self.channels.get_mut(&channel) else { return };
+        if last_change > cursor.changes_seen && cursor.change_head.is_none_or(|(head, _)| last_change > head) {
+            let since = cursor.change_head.map_or(now, |(_, since)| since);
+            cursor.change_head = Some((last_change, since));
+        }
+    }
+
+    /// Channels whose missing changes waited `delay` by `now`, with the
+    /// newest `change_seq` seen (read the changes after it).
+    pub fn due_change_gaps(&self, now: Instant, delay: Duration) -> Vec<(ChannelId, u64)> {
+        self.channels
+            .iter()
+            .filter(|(_, c)| c.change_head.is_some_and(|(_, since)| since + delay <= now))
+            .map(|(&channel, c)| (channel, c.changes_seen))
+            .collect()
     }
 
     /// Learns that the channel's newest message is `last`: if it never
@@ -146,7 +188,8 @@ impl Cursors {
 
     /// When the oldest open gap becomes due for filling.
     pub fn next_gap_due(&self, delay: Duration) -> Option<Instant> {
-        self.channels.values().filter_map(|c| c.gap_since).min().map(|since| since + delay)
+        let since = |c: &Cursor| [c.gap_since, c.change_head.map(|(_, since)| since)].into_iter().flatten().min();
+        self.channels.values().filter_map(since).min().map(|since| since + delay)
     }
 
     /// Gaps that waited `delay` (or hold too many messages) by `now`.
@@ -194,7 +237,7 @@ mod tests {
     #[test]
     fn releases_in_order_and_drops_repeats() {
         let mut cursors = Cursors::default();
-        cursors.join(C, MessageId(2));
+        cursors.join(C, MessageId(2), 0);
         let now = Instant::now();
         let mut out = Vec::new();
         for id in [2, 4, 5, 3, 3, 6, 1] {
@@ -207,7 +250,7 @@ mod tests {
     #[test]
     fn reports_due_gaps_and_advances_past_them() {
         let mut cursors = Cursors::default();
-        cursors.join(C, MessageId(0));
+        cursors.join(C, MessageId(0), 0);
         let start = Instant::now();
         let mut out = Vec::new();
         cursors.admit(C, MessageId(3), d(3), start, &mut out);
@@ -226,7 +269,7 @@ mod tests {
     #[test]
     fn a_lost_tail_is_a_gap_once_a_beacon_names_it() {
         let mut cursors = Cursors::default();
-        cursors.join(C, MessageId(1));
+        cursors.join(C, MessageId(1), 0);
         let start = Instant::now();
         let mut out = Vec::new();
         cursors.head(C, MessageId(1), start);
@@ -242,22 +285,39 @@ mod tests {
     #[test]
     fn a_change_never_overtakes_its_message() {
         let mut cursors = Cursors::default();
-        cursors.join(C, MessageId(1));
+        cursors.join(C, MessageId(1), 0);
         let now = Instant::now();
         let mut out = Vec::new();
-        cursors.change(C, MessageId(1), d(101), &mut out);
+        cursors.change(C, (MessageId(1), 1), d(101), &mut out);
         assert_eq!(ids(&out), vec![101], "its message was sent: at once");
         out.clear();
         cursors.admit(C, MessageId(3), d(3), now, &mut out);
-        cursors.change(C, MessageId(3), d(103), &mut out);
-        cursors.change(C, MessageId(2), d(102), &mut out);
+        cursors.change(C, (MessageId(3), 2), d(103), &mut out);
+        cursors.change(C, (MessageId(2), 3), d(102), &mut out);
         assert!(out.is_empty(), "both wait for their messages");
         cursors.admit(C, MessageId(2), d(2), now, &mut out);
         assert_eq!(ids(&out), vec![2, 102, 3, 103]);
         out.clear();
-        cursors.change(C, MessageId(9), d(109), &mut out);
+        cursors.change(C, (MessageId(9), 4), d(109), &mut out);
         cursors.advance(C, MessageId(9), &mut out);
         assert_eq!(ids(&out), vec![109], "a store fill sends what waited");
+    }
+
+    #[test]
+    fn a_lost_change_is_a_gap_once_a_beacon_names_it() {
+        let mut cursors = Cursors::default();
+        cursors.join(C, MessageId(3), 2);
+        let start = Instant::now();
+        let delay = Duration::from_millis(100);
+        let mut out = Vec::new();
+        cursors.change_head(C, 2, start);
+        assert_eq!(cursors.next_gap_due(delay), None, "nothing missing");
+        cursors.change_head(C, 5, start);
+        assert_eq!(cursors.next_gap_due(delay), Some(start + delay));
+        assert!(cursors.due_change_gaps(start, delay).is_empty(), "not yet");
+        assert_eq!(cursors.due_change_gaps(start + delay, delay), vec![(C, 2)]);
+        cursors.change(C, (MessageId(1), 5), d(1), &mut out);
+        assert_eq!(cursors.next_gap_due(delay), None, "filled");
     }
 
     #[test]
@@ -266,8 +326,8 @@ mod tests {
         let mut out = Vec::new();
         cursors.admit(C, MessageId(1), d(1), Instant::now(), &mut out);
         assert!(out.is_empty());
-        cursors.join(C, MessageId(5));
-        cursors.join(C, MessageId(0));
+        cursors.join(C, MessageId(5), 0);
+        cursors.join(C, MessageId(0), 0);
         cursors.admit(C, MessageId(6), d(6), Instant::now(), &mut out);
         assert_eq!(ids(&out), vec![6]);
         cursors.leave(C);
