@@ -344,3 +344,74 @@ async fn a_nats_server_killed_under_load_pauses_delivery_for_seconds_at_most() {
         cluster.nats.restart(server).expect("restart the NATS server");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_on_s3_and_message_changes_cross_the_cluster() {
+    if repeated_pass() {
+        return;
+    }
+    let s3 = tokio::task::spawn_blocking(chinwag_media::local::LocalSeaweed::start)
+        .await
+        .unwrap()
+        .expect("start SeaweedFS (weed)");
+    let keys = s3.keys().clone();
+    let store = s3.url();
+    let (started_with, key_pair) = (store.clone(), keys.clone());
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut flags = FAST.to_vec();
+        flags.extend(["--media-store", started_with.as_str()]);
+        let env = [
+            ("AWS_ACCESS_KEY_ID", key_pair.access_key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", key_pair.secret_access_key.as_str()),
+        ];
+        TestCluster::start_with_env(2, 2, &flags, &env)
+    })
+    .await
+    .unwrap();
+    cluster.until_gateways(2).await;
+    let (first, second) = (&cluster.api[0], &cluster.api[1]);
+    let (alice, bob, channel) = first.alice_and_bob().await;
+    let (mut a, _) = cluster.connect(0, &alice.token).await;
+    let (mut b, _) = cluster.connect(1, &bob.token).await;
+
+    // Uploaded through one api node, sent through a gateway, fetched
+    // through the other api node: every node signs and verifies alike.
+    let photo = chinwag_media::testdata::png(64, 48);
+    let (status, upload) = first.upload(&alice.token, "dot.png", "image/png", photo.clone()).await;
+    assert_eq!(status, 201, "{upload}");
+    let id = upload["upload"]["id"].as_str().unwrap().to_owned();
+    a.send(json!({"type": "send", "client_msg_id": "f1", "channel_id": channel, "text": "look", "attachments": [id]}))
+        .await;
+    let got = b.next_of("message").await;
+    let url = got["attachments"][0]["url"].as_str().unwrap().to_owned();
+    let fetched = second.fetch(&url, None, None).await;
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.bytes().await.unwrap().to_vec(), photo);
+    let message_id = got["message_id"].as_i64().unwrap();
+
+    // Changes made through one node reach both gateways' sockets.
+    let path = format!("/v1/channels/{channel}/messages/{message_id}");
+    let (status, _) = second.call("PATCH", &path, Some(&alice.token), Some(json!({"text": "look!"}))).await;
+    assert_eq!(status, 200);
+    for socket in [&mut a, &mut b] {
+        let update = socket.next_of("message_updated").await;
+        assert_eq!(
+            (update["message"]["text"].clone(), update["message"]["change_seq"].clone()),
+            (json!("look!"), json!(1))
+        );
+    }
+    // A delete removes the file from the store for every node.
+    let (status, _) = first.call("DELETE", &path, Some(&alice.token), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(b.next_of("message_updated").await["message"]["deleted"], true);
+    assert_eq!(second.fetch(&url, None, None).await.status(), 404);
+    use chinwag_media::ObjectStore;
+    let objects = chinwag_media::s3::connect(&store, Some(&keys)).unwrap();
+    let key = chinwag_media::ObjectKey::new(format!("o/{id}")).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !matches!(objects.get(&key, None).await, Err(chinwag_media::ObjectError::NotFound)) {
+        assert!(tokio::time::Instant::now() < deadline, "the file's bytes outlived its message");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(second.fetch(&format!("/v1/media/{id}"), Some(&alice.token), None).await.status(), 404);
+}

@@ -163,6 +163,61 @@ async fn files_on_s3() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_object_store_serves_the_bytes_when_media_redirects() {
+    let s3 = tokio::task::spawn_blocking(LocalSeaweed::start).await.unwrap().expect("start SeaweedFS (weed)");
+    let keys = s3.keys().clone();
+    let server = TestServer::start_with_env(
+        &["--media-store", &s3.url(), "--media-redirect", "true"],
+        &[("AWS_ACCESS_KEY_ID", &keys.access_key_id), ("AWS_SECRET_ACCESS_KEY", &keys.secret_access_key)],
+    );
+    let (alice, bob, channel) = server.alice_and_bob().await;
+    let photo = testdata::png(640, 480);
+    let (status, body) = server.upload(&alice.token, "sea.png", "image/png", photo.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["upload"]["id"].as_str().unwrap().to_owned();
+    let (status, sent) = server
+        .post(
+            &format!("/v1/channels/{channel}/messages"),
+            &alice.token,
+            json!({"client_msg_id": "p1", "attachments": [id]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{sent}");
+    let file = &sent["message"]["attachments"][0];
+
+    // The signed URL answers with a redirect to the store's own signed URL...
+    let no_follow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let url = file["url"].as_str().unwrap();
+    let url = if url.starts_with('/') { format!("{}{url}", server.base) } else { url.to_owned() };
+    let answer = no_follow.get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), 302);
+    let location = answer.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&s3.endpoint()), "{location}");
+    // ...which serves the bytes with the type and disposition chinwag chose.
+    let direct = reqwest::get(&location).await.unwrap();
+    assert_eq!(direct.status(), 200);
+    assert_eq!(direct.headers()[header::CONTENT_TYPE], "image/png");
+    assert!(direct.headers()[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("inline"));
+    assert_eq!(direct.bytes().await.unwrap().to_vec(), photo);
+    // A member's token is redirected too; a stranger's gets nothing.
+    let by_token =
+        no_follow.get(format!("{}/v1/media/{id}", server.base)).bearer_auth(&bob.token).send().await.unwrap();
+    assert_eq!(by_token.status(), 302);
+    let stranger = server.user("mallory").await;
+    let refused =
+        no_follow.get(format!("{}/v1/media/{id}", server.base)).bearer_auth(&stranger.token).send().await.unwrap();
+    assert_eq!(refused.status(), 404);
+    // Thumbnails are small: chinwag serves them, whole.
+    let thumb = server.fetch(file["thumbnail_url"].as_str().unwrap(), None, None).await;
+    assert_eq!(thumb.status(), 200);
+    assert_eq!(thumb.headers()[header::ACCEPT_RANGES], "none");
+    // The web client's pages may load images from the store.
+    let page = server.http.get(format!("{}/", server.base)).send().await.unwrap();
+    let policy = page.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    assert!(policy.contains(&format!("img-src 'self' data: blob: {};", s3.endpoint())), "{policy}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sizes_and_quotas_are_enforced() {
     let server = TestServer::start_with(&["--upload-max-bytes", "1000", "--upload-quota-bytes", "1500"]);
     let alice = server.user("alice").await;

@@ -62,6 +62,9 @@ pub struct Media {
     key: Vec<u8>,
     /// Bounds memory: images decoded at once.
     decodes: Semaphore,
+    /// Where redirects send browsers (`scheme://host[:port]` of the object
+    /// store's signed URLs), learnt once.
+    redirect_origin: tokio::sync::OnceCell<Option<String>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> WireError {
@@ -144,7 +147,35 @@ fn requested_range(headers: &HeaderMap, size: u64) -> Option<Result<Range<u64>, 
 
 impl Media {
     pub fn new(objects: Arc<dyn ObjectStore>, store: Arc<dyn Store>, config: Arc<ServerConfig>, key: Vec<u8>) -> Self {
-        Media { objects, store, config, key, decodes: Semaphore::new(DECODES_AT_ONCE) }
+        Media {
+            objects,
+            store,
+            config,
+            key,
+            decodes: Semaphore::new(DECODES_AT_ONCE),
+            redirect_origin: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The origin media requests redirect to (`media_redirect` with a store
+    /// that signs URLs), for the web client's `img-src`; `None` when media
+    /// is served from here. Learnt from one signed URL, so it is exactly
+    /// what redirects will name.
+    pub async fn redirect_origin(&self) -> Option<String> {
+        if !self.config.media_redirect {
+            return None;
+        }
+        // A failure (credentials not reachable yet) is not remembered.
+        let learnt = self
+            .redirect_origin
+            .get_or_try_init(|| async {
+                let key = Variant::Original.key("origin-probe").map_err(|_| ())?;
+                let url = self.objects.signed_url(&key, Duration::from_secs(60), "image/png", "inline").await;
+                let url = url.map_err(|e| tracing::warn!(error = %e, "could not learn the media origin"))?;
+                Ok::<_, ()>(url.as_deref().and_then(origin_of))
+            })
+            .await;
+        learnt.ok().cloned().flatten()
     }
 
     /// The MAC of a URL: its path and expiry under the shared key.
@@ -362,7 +393,9 @@ impl Media {
         set(header::CONTENT_TYPE, content_type);
         set(header::CONTENT_DISPOSITION, disposition);
         set(header::CONTENT_LENGTH, (read.range.end - read.range.start).to_string());
-        set(header::ACCEPT_RANGES, "bytes".into());
+        // Thumbnails are small and always sent whole.
+        let ranges = if variant == Variant::Original { "bytes" } else { "none" };
+        set(header::ACCEPT_RANGES, ranges.into());
         set(header::CACHE_CONTROL, "private, max-age=3600".into());
         // Served bytes are never a page of this site.
         set(header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox".into());
@@ -385,16 +418,26 @@ impl Media {
         Ok(removed)
     }
 
-    /// Removes, in the background, the files a deleted message released.
-    /// What fails here (the object store is down) the next `collect` finds.
-    pub fn remove(self: &Arc<Self>, ids: Vec<String>) {
+    /// Removes the files a deleted message released: their records at
+    /// once (so no URL serves them any more), their bytes in the
+    /// background. A record the store could not forget now is found by the
+    /// next `collect`; bytes the object store could not remove are logged
+    /// (as in `collect`, the record goes first, so no message can attach a
+    /// removed file).
+    pub async fn remove(self: &Arc<Self>, ids: Vec<String>) {
+        let cutoff = self.unattached_cutoff();
+        let mut forgotten = Vec::new();
+        for id in ids {
+            match self.store.forget_upload(&id, cutoff).await {
+                Ok(true) => forgotten.push(id),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, %id, "could not forget a deleted message's file; collection will"),
+            }
+        }
         let media = self.clone();
         tokio::spawn(async move {
-            let cutoff = media.unattached_cutoff();
-            for id in ids {
-                if let Err(e) = media.remove_one(&id, cutoff).await {
-                    tracing::warn!(error = %e, %id, "could not remove a deleted message's file; collection will");
-                }
+            for id in forgotten {
+                media.remove_bytes(&id).await;
             }
         });
     }
@@ -409,6 +452,12 @@ impl Media {
         if !self.store.forget_upload(id, cutoff).await? {
             return Ok(false);
         }
+        self.remove_bytes(id).await;
+        Ok(true)
+    }
+
+    /// Removes a forgotten upload's bytes (both variants).
+    async fn remove_bytes(&self, id: &str) {
         for variant in [Variant::Original, Variant::Thumbnail] {
             if let Ok(key) = variant.key(id) {
                 if let Err(e) = self.objects.delete(&key).await {
@@ -416,8 +465,14 @@ impl Media {
                 }
             }
         }
-        Ok(true)
     }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    Some(format!("{scheme}://{authority}"))
 }
 
 /// A temporary file holding `bytes`.

@@ -40,14 +40,16 @@ const REPORT_PATH: &str = <chinwag_proto::api::CspReport as chinwag_proto::api::
 /// page was loaded from for WebSockets (`'self'` covers them only in
 /// newer browsers), and each gateway discovery may hand the page (in a
 /// cluster they are other hosts).
-fn content_security_policy(host: Option<&str>, gateways: &[String]) -> String {
+/// `media` is the object store that media redirects send images to.
+fn content_security_policy(host: Option<&str>, gateways: &[String], media: Option<&str>) -> String {
     let mut sockets = host.map(|h| format!(" ws://{h} wss://{h}")).unwrap_or_default();
     for origin in gateways {
         sockets.push(' ');
         sockets.push_str(origin);
     }
+    let media = media.map(|m| format!(" {m}")).unwrap_or_default();
     format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{media}; \
          connect-src 'self'{sockets}; worker-src 'self'; manifest-src 'self'; object-src 'none'; \
          base-uri 'none'; form-action 'self'; frame-ancestors 'none'; report-uri {REPORT_PATH}"
     )
@@ -67,6 +69,12 @@ fn plain_host(headers: &HeaderMap) -> Option<&str> {
     plain(headers.get(header::HOST)?.to_str().ok()?)
 }
 
+/// An `http(s)://host[:port]` origin, when plain.
+fn web_origin(origin: &str) -> Option<&str> {
+    let (scheme, authority) = origin.split_once("://")?;
+    (matches!(scheme, "http" | "https") && plain(authority).is_some()).then_some(origin)
+}
+
 /// `scheme://host[:port]` of a gateway's announced `ws_url`, when plain.
 fn socket_origin(ws_url: &str) -> Option<String> {
     let (scheme, rest) = ws_url.split_once("://")?;
@@ -75,10 +83,11 @@ fn socket_origin(ws_url: &str) -> Option<String> {
     Some(format!("{scheme}://{}", plain(authority)?))
 }
 
-fn file(app: &App, headers: &HeaderMap, content_type: &'static str, body: &'static str) -> Response {
+async fn file(app: &App, headers: &HeaderMap, content_type: &'static str, body: &'static str) -> Response {
     let gateways: Vec<String> =
         app.api.live_gateways().iter().filter_map(|g| g.ws_url.as_deref().and_then(socket_origin)).collect();
-    let policy = content_security_policy(plain_host(headers), &gateways);
+    let media = app.media.redirect_origin().await;
+    let policy = content_security_policy(plain_host(headers), &gateways, media.as_deref().and_then(web_origin));
     let mut response = (
         // `no-cache`: browsers revalidate, so an upgraded server is picked up.
         [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")],
@@ -105,7 +114,7 @@ pub fn routes() -> Router<Arc<App>> {
     FILES.iter().fold(Router::new(), |router, &(path, kind, body)| {
         router.route(
             path,
-            get(move |State(app): State<Arc<App>>, h: HeaderMap| async move { file(&app, &h, kind, body) }),
+            get(move |State(app): State<Arc<App>>, h: HeaderMap| async move { file(&app, &h, kind, body).await }),
         )
     })
 }
@@ -131,7 +140,7 @@ mod tests {
         assert_eq!(plain_host(&headers), Some("chat.example.com:8080"));
         headers.insert(header::HOST, HeaderValue::from_static("x; script-src *"));
         assert_eq!(plain_host(&headers), None);
-        assert!(content_security_policy(Some("h:1"), &[]).contains("connect-src 'self' ws://h:1 wss://h:1;"));
+        assert!(content_security_policy(Some("h:1"), &[], None).contains("connect-src 'self' ws://h:1 wss://h:1;"));
     }
 
     #[test]
@@ -140,7 +149,11 @@ mod tests {
         assert_eq!(socket_origin("wss://gw1.example.com/v1/ws").as_deref(), Some("wss://gw1.example.com"));
         assert_eq!(socket_origin("wss://x;script-src */v1/ws"), None);
         assert_eq!(socket_origin("https://gw1.example.com/v1/ws"), None);
-        let policy = content_security_policy(None, &["ws://a:1".into(), "wss://b".into()]);
+        let policy = content_security_policy(None, &["ws://a:1".into(), "wss://b".into()], Some("http://s3:9"));
         assert!(policy.contains("connect-src 'self' ws://a:1 wss://b;"));
+        assert!(policy.contains("img-src 'self' data: blob: http://s3:9;"));
+        assert_eq!(web_origin("http://s3:9"), Some("http://s3:9"));
+        assert_eq!(web_origin("javascript://x"), None);
+        assert_eq!(web_origin("http://a; script-src *"), None);
     }
 }

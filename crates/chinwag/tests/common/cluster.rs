@@ -19,6 +19,8 @@ pub struct TestCluster {
     pub postgres: LocalPostgres,
     /// What every node is started with.
     common: Vec<String>,
+    /// The environment every node is started with.
+    env: Vec<(String, String)>,
     /// What gateways are started with besides: the api nodes' origins,
     /// where pages come from.
     gateway_flags: Vec<String>,
@@ -48,20 +50,26 @@ impl TestCluster {
     /// Starts `apis` api nodes and `gateways` gateways (plus one presence
     /// and one notifier node), every node with `extra` flags.
     pub fn start(apis: usize, gateways: usize, extra: &[&str]) -> TestCluster {
+        TestCluster::start_with_env(apis, gateways, extra, &[])
+    }
+
+    /// Like [`TestCluster::start`], every node with `env` set too.
+    pub fn start_with_env(apis: usize, gateways: usize, extra: &[&str], env: &[(&str, &str)]) -> TestCluster {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let postgres = LocalPostgres::start(false).expect("start PostgreSQL");
         let url = postgres.create_database("cluster").expect("create the database");
         let nats = LocalNats::start(3).expect("start NATS");
         let mut common: Vec<String> = vec!["--store".into(), url, "--bus".into(), nats.urls()];
         common.extend(extra.iter().map(|s| s.to_string()));
         // The first node migrates the database; the others find it done.
-        let api: Vec<TestServer> = (0..apis).map(|i| node(&common, &format!("api-{i}"), "api")).collect();
+        let api: Vec<TestServer> = (0..apis).map(|i| node(&common, &env, &format!("api-{i}"), "api")).collect();
         let origins: Vec<&str> = api.iter().map(|a| a.base.as_str()).collect();
         let gateway_flags = vec!["--allowed-origins".to_string(), origins.join(",")];
         let gateway_args: Vec<String> = common.iter().chain(&gateway_flags).cloned().collect();
-        let gateways = (0..gateways).map(|i| node(&gateway_args, &format!("gw-{i}"), "gateway")).collect();
-        let presence = node(&common, "presence-0", "presence");
-        let notifier = node(&common, "notifier-0", "notifier");
-        TestCluster { api, gateways, presence, notifier, nats, postgres, common, gateway_flags }
+        let gateways = (0..gateways).map(|i| node(&gateway_args, &env, &format!("gw-{i}"), "gateway")).collect();
+        let presence = node(&common, &env, "presence-0", "presence");
+        let notifier = node(&common, &env, "notifier-0", "notifier");
+        TestCluster { api, gateways, presence, notifier, nats, postgres, common, env, gateway_flags }
     }
 
     /// The first api node: where tests sign up, log in and call the API.
@@ -82,14 +90,15 @@ impl TestCluster {
     /// Starts one more gateway with the cluster's flags.
     pub fn add_gateway(&mut self, name: &str) {
         let args: Vec<String> = self.common.iter().chain(&self.gateway_flags).cloned().collect();
-        self.gateways.push(node(&args, name, "gateway"));
+        self.gateways.push(node(&args, &self.env, name, "gateway"));
     }
 }
 
-/// A node started with `args`, named `name`, running `roles`.
-fn node(args: &[String], name: &str, roles: &str) -> TestServer {
+/// A node started with `args` and `env`, named `name`, running `roles`.
+fn node(args: &[String], env: &[(String, String)], name: &str, roles: &str) -> TestServer {
     let mut args = args.to_vec();
     args.extend(["--node-name".into(), name.into(), "--roles".into(), roles.into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    TestServer::start_with(&args)
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    TestServer::start_with_env(&args, &env)
 }
