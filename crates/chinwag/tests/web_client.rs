@@ -457,8 +457,15 @@ async fn in_a_cluster_the_page_moves_to_another_gateway_when_its_own_dies() {
     let bob_again = cluster.api().login("bob").await;
     let (mut b, _) = cluster.connect(2, &bob_again).await;
     b.send_text(channel, "b2", "on a gateway born later").await;
-    wait_js(&alice, "reconnected", "document.getElementById('banner').hidden").await;
-    click(&alice, &format!(".conv[data-channel-id='{channel}']")).await;
+    // (Until the reload the old page still shows its list, and the new
+    // page's banner is hidden before it starts: wait for the reloaded
+    // page's list, which it draws once connected.)
+    let conversation = format!(".conv[data-channel-id='{channel}']");
+    let reloaded = format!(
+        "performance.getEntriesByType('navigation')[0].type === 'reload' && document.querySelector(\"{conversation}\")"
+    );
+    wait_js(&alice, "reloaded and connected", &reloaded).await;
+    click(&alice, &conversation).await;
     wait_text(&alice, "on a gateway born later").await;
     let navigation = js(&alice, "return performance.getEntriesByType('navigation')[0].type;").await;
     assert_eq!(navigation, json!("reload"));
