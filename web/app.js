@@ -153,6 +153,8 @@ function addMessages(channelId, messages, live) {
     }
     const pend = msg.sender_id === state.me.id ? state.pending.get(msg.client_msg_id) : null;
     if (pend) { state.pending.delete(msg.client_msg_id); savePending(); }
+    // Their message is here: they are no longer typing it.
+    if (live) stoppedTyping(channelId, msg.sender_id);
   }
   const m = state.msgs.get(channelId);
   if (m) {
@@ -422,6 +424,14 @@ function onRead(f) {
   if (f.channel_id === state.current) renderMessages(false);
 }
 
+function stoppedTyping(channelId, userId) {
+  const who = state.typing.get(channelId);
+  if (!who || !who.has(userId)) return;
+  clearTimeout(who.get(userId));
+  who.delete(userId);
+  renderTyping();
+}
+
 function onTyping(f) {
   if (!state.typing.has(f.channel_id)) state.typing.set(f.channel_id, new Map());
   const who = state.typing.get(f.channel_id);
@@ -444,7 +454,7 @@ function send() {
   const files = readyUploads();
   if ((!text.trim() && !files.length) || id == null) return;
   if ([...text].length > max) { $('composer-error').textContent = `A message holds at most ${max} characters.`; return; }
-  const cmid = crypto.randomUUID();
+  const cmid = newClientMsgId();
   const replyTo = state.replyTo && state.replyTo.channelId === id ? state.replyTo.messageId : undefined;
   const p = { channelId: id, text: files.length && !text.trim() ? '' : text, files, replyTo, state: 'pending', at: Date.now() };
   state.pending.set(cmid, p);
@@ -455,6 +465,14 @@ function send() {
   state.replyTo = null;
   renderComposerContext();
   renderMessages(true);
+}
+
+// A random id for a message (its `client_msg_id`): 128 bits as hex.
+// (`crypto.randomUUID` exists only in secure contexts, HTTPS or
+// localhost; `getRandomValues` everywhere, plain HTTP on a LAN included.)
+function newClientMsgId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 function retry(cmid) {
@@ -510,7 +528,17 @@ async function enableNotifications() {
 function showApp() {
   $('auth-view').hidden = true;
   $('app-view').hidden = false;
-  $('notify').hidden = !pushSupported() || Notification.permission === 'denied';
+  $('notify').hidden = false;
+  if (!window.isSecureContext) {
+    // Browsers offer push only to HTTPS pages (and localhost).
+    Object.assign($('notify'), { textContent: 'Notifications need HTTPS', disabled: true });
+    $('notify').title = 'Open this site over HTTPS to get notifications';
+  } else if (!pushSupported()) {
+    Object.assign($('notify'), { textContent: 'No notifications in this browser', disabled: true });
+  } else if (Notification.permission === 'denied') {
+    Object.assign($('notify'), { textContent: 'Notifications blocked', disabled: true });
+    $('notify').title = 'Allow notifications for this site in the browser settings';
+  }
   banner('Connecting…');
   conn.start();
 }

@@ -100,9 +100,23 @@ export const conn = {
     this.interval = interval;
     clearInterval(this.pingTimer);
     this.pingTimer = setInterval(() => {
-      if (Date.now() - this.lastHeard > 3 * this.interval) { this.ws.close(); return; }
+      if (Date.now() - this.lastHeard > 3 * this.interval) { this.abandon(); return; }
       this.send({ type: 'ping' });
     }, interval);
+  },
+
+  // A socket that went silent (a stalled network): given up at once.
+  // Closing it would wait for a closing handshake that cannot arrive
+  // (about a minute in Chromium) before `onclose` fires.
+  abandon() {
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      ws.onmessage = null;
+      ws.onclose = null;
+      ws.close();
+    }
+    this.lost(null);
   },
 
   stop() { this.stopped = true; clearInterval(this.pingTimer); if (this.ws) this.ws.close(); },

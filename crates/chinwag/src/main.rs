@@ -63,12 +63,19 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in log files.
+        .with_ansi(std::io::stderr().is_terminal())
+        // A log that cannot be written (its pipe or journal stream died)
+        // is dropped: reporting that on the same dead stderr would panic
+        // the task that logged, and SIGTERM would then stop nothing.
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     raise_fd_limit();
@@ -269,8 +276,13 @@ async fn serve(settings: Settings) -> Result<()> {
     let app = App::new(backends, config);
     tokio::spawn(stop_on_signal(app.clone()));
     let admin = tokio::spawn(chinwag_server::admin::serve(admin_listener, app.clone()));
-    // Scripts and tests read this line to learn the address.
-    println!("chinwag listening on {scheme}://{addr}");
+    // Scripts and tests read this line to learn the address (a closed
+    // stdout is no reason to stop serving).
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "chinwag listening on {scheme}://{addr}").and_then(|()| out.flush());
+    }
     if let Some(metrics) = metrics_listener {
         let at = metrics.local_addr()?;
         tracing::info!(%at, "serving /metrics on its own listener");
@@ -375,6 +387,7 @@ async fn stop_on_signal(app: Arc<App>) {
         _ = terminate => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    tracing::info!("shutting down");
+    // Stop first: nothing that happens while telling it may keep us up.
     app.shutdown.cancel();
+    tracing::info!("shutting down");
 }

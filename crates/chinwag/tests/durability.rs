@@ -181,3 +181,43 @@ async fn sigterm_closes_sockets_going_away_and_keeps_everything() {
     server.restart();
     assert_eq!(history(&server, &bob.token, channel).await.len(), 10);
 }
+
+/// A server whose log pipe died (the reader of its stderr went away, as
+/// `2>&1 | head -1` or a dead journal stream does) still stops on SIGTERM:
+/// failing to log must never keep it running.
+#[test]
+#[allow(clippy::disallowed_methods, reason = "a plain test thread waiting for a child process")]
+fn sigterm_stops_the_server_even_when_its_log_pipe_is_gone() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chinwag"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chinwag");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("chinwag listening on "), "{line:?}");
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    log.read_line(&mut first).unwrap();
+    drop(log);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exited with {status}");
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("SIGTERM did not stop a server whose stderr is gone");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

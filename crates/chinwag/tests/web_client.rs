@@ -41,19 +41,30 @@ impl ChromeDriver {
     }
 
     async fn browser(&self, profile: &tempfile::TempDir) -> Browser {
+        self.browser_with(profile, &[]).await
+    }
+
+    /// A browser with more command-line switches.
+    async fn browser_with(&self, profile: &tempfile::TempDir, extra: &[&str]) -> Browser {
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,800",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(extra.iter().map(|a| a.to_string()));
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1280,800",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
-            }),
-        );
+        caps.insert("goog:chromeOptions".into(), json!({ "binary": "/usr/bin/chromium", "args": args }));
         ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&self.url)
@@ -660,4 +671,138 @@ async fn edits_deletes_replies_and_reactions_reach_the_other_browser_live_and_af
     std::fs::write(screenshot_dir().join("edits-and-reactions.png"), bob.screenshot().await.unwrap()).unwrap();
     alice.close().await.unwrap();
     bob.close().await.unwrap();
+}
+
+/// B1 and B6: over plain HTTP on a name other than localhost (not a secure
+/// context, so no `crypto.randomUUID`) the page sends, says why there are
+/// no notifications, and a "typing" line ends when that message arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lan_name_over_plain_http_sends_and_typing_ends_with_the_message() {
+    let server = TestServer::start();
+    let driver = ChromeDriver::start();
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let (alice_profile, bob_profile) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice = driver.browser_with(&alice_profile, &["--host-resolver-rules=MAP chat.example.test 127.0.0.1"]).await;
+    let bob = driver.browser(&bob_profile).await;
+    sign_up(&alice, &format!("http://chat.example.test:{port}"), "alice").await;
+    assert_eq!(js(&alice, "return window.isSecureContext;").await, json!(false));
+    wait_js(
+        &alice,
+        "the reason there are no notifications",
+        "document.getElementById('notify').textContent === 'Notifications need HTTPS'",
+    )
+    .await;
+    sign_up(&bob, &server.base, "bob").await;
+    type_into(&alice, "#new-direct-name", "bob").await;
+    click(&alice, "#new-direct button").await;
+    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+    send(&alice, "hello from the LAN").await;
+    wait_js(&alice, "sent", "document.querySelector('#messages .msg.mine')?.dataset.state === 'sent'").await;
+    wait_js(&bob, "the conversation", "document.querySelector('.conv')").await;
+    click(&bob, ".conv").await;
+    wait_text(&bob, "hello from the LAN").await;
+
+    // Bob types, then sends: alice's "typing" line goes with the message.
+    let composer = bob.find(Locator::Css("#composer-text")).await.unwrap();
+    composer.send_keys("an answer").await.unwrap();
+    wait_js(&alice, "bob typing", "document.getElementById('typing').textContent.includes('typing')").await;
+    composer.send_keys(ENTER).await.unwrap();
+    wait_text(&alice, "an answer").await;
+    assert_eq!(js(&alice, "return document.getElementById('typing').textContent;").await, json!(""));
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+}
+
+/// A TCP proxy that can stop forwarding without closing anything: the
+/// network stalls (Wi-Fi gone, a laptop lid, a NAT dropping state).
+struct StallingProxy {
+    addr: std::net::SocketAddr,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingProxy {
+    async fn start(target: std::net::SocketAddr) -> StallingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stalled.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    let (from_client, to_client) = inbound.into_split();
+                    let (from_server, to_server) = outbound.into_split();
+                    tokio::join!(forward(from_client, to_server, flag.clone()), forward(from_server, to_client, flag));
+                });
+            }
+        });
+        StallingProxy { addr, stalled }
+    }
+
+    fn stall(&self, stalled: bool) {
+        self.stalled.store(stalled, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies bytes one way, holding them while the proxy is stalled.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// B2: a network that stalls without closing anything is noticed within
+/// the heartbeat timeout (not a minute later), and the page catches up
+/// once traffic flows again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_network_is_noticed_within_the_heartbeat_timeout() {
+    let server = TestServer::start_with(&["--heartbeat-interval-ms", "1000", "--heartbeat-timeout-ms", "3000"]);
+    let target: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let proxy = StallingProxy::start(target).await;
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let alice = driver.browser(&profile).await;
+    sign_up(&alice, &format!("http://{}", proxy.addr), "alice").await;
+    wait_js(&alice, "connected", "document.getElementById('banner').hidden").await;
+    let bob = server.user("bob").await;
+    type_into(&alice, "#new-direct-name", "bob").await;
+    click(&alice, "#new-direct button").await;
+    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+    let (_, found) = server.get("/v1/users?username=alice", &bob.token).await;
+    let (_, direct) = server.post("/v1/channels/direct", &bob.token, json!({"user_id": found["user"]["id"]})).await;
+    let channel = direct["channel"]["id"].as_i64().unwrap();
+
+    proxy.stall(true);
+    let stalled_at = tokio::time::Instant::now();
+    wait_js(&alice, "the lost connection shown", "!document.getElementById('banner').hidden").await;
+    let noticed = stalled_at.elapsed();
+    assert!(noticed < Duration::from_secs(8), "a stalled network went unnoticed for {noticed:?}");
+    let (status, _) = server
+        .post(
+            &format!("/v1/channels/{channel}/messages"),
+            &bob.token,
+            json!({"client_msg_id": "s1", "text": "sent while you stalled"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    proxy.stall(false);
+    wait_text(&alice, "sent while you stalled").await;
+    wait_js(&alice, "connected again", "document.getElementById('banner').hidden").await;
+    alice.close().await.unwrap();
 }
