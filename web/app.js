@@ -238,12 +238,13 @@ function startEdit(messageId) {
   state.replyTo = null;
   state.editing = { channelId: state.current, messageId };
   $('composer-text').value = msg.text;
+  growComposer();
   renderComposerContext();
   $('composer-text').focus();
 }
 
 function cancelComposerContext() {
-  if (state.editing) $('composer-text').value = '';
+  if (state.editing) { $('composer-text').value = ''; growComposer(); }
   state.editing = null;
   state.replyTo = null;
   renderComposerContext();
@@ -263,6 +264,7 @@ async function saveEdit(text) {
     changed(d.message);
     state.editing = null;
     $('composer-text').value = '';
+    growComposer();
     renderComposerContext();
   } catch (e) { $('composer-error').textContent = e.message; }
 }
@@ -461,10 +463,19 @@ function send() {
   savePending();
   sendFrame(cmid, p);
   box.value = '';
+  growComposer();
   clearUploads();
   state.replyTo = null;
   renderComposerContext();
   renderMessages(true);
+}
+
+// The composer grows with its text, up to its maximum height (then it
+// scrolls).
+function growComposer() {
+  const box = $('composer-text');
+  box.style.height = 'auto';
+  box.style.height = `${box.scrollHeight + 2}px`;
 }
 
 // A random id for a message (its `client_msg_id`): 128 bits as hex.
@@ -543,7 +554,9 @@ function showApp() {
   conn.start();
 }
 
-function signedOut() {
+// `why`: what the user is told on the login form (a forced sign-out
+// says why; logging out oneself says nothing).
+function signedOut(why) {
   conn.stop();
   localStorage.removeItem('chinwag.token');
   clearSession();
@@ -551,7 +564,17 @@ function signedOut() {
   $('messages').replaceChildren();
   $('chat').hidden = true;
   banner('');
+  state.signup = false;
   renderAuth();
+  if (why) $('auth-error').textContent = why;
+}
+
+// What a forced sign-out tells the user, from the socket's close reason.
+function signOutReason(reason) {
+  if (/revoked|disabled/.test(reason || '')) {
+    return 'You were signed out: this device\'s session was ended, or the account was disabled.';
+  }
+  return `You were signed out${reason ? ` (${reason})` : ''}. Log in again.`;
 }
 
 async function authenticate(ev) {
@@ -576,8 +599,8 @@ async function authenticate(ev) {
 // ---------- wiring ----------
 
 function wire() {
-  hooks.signedOut = signedOut;
-  conn.handlers = { frame: onFrame, signedOut, status: banner };
+  hooks.signedOut = () => signedOut('Your session has ended. Log in again.');
+  conn.handlers = { frame: onFrame, signedOut: (reason) => signedOut(signOutReason(reason)), status: banner };
   $('auth-form').addEventListener('submit', authenticate);
   $('auth-switch').addEventListener('click', () => { state.signup = !state.signup; renderAuth(); });
   $('logout').addEventListener('click', async () => {
@@ -636,6 +659,7 @@ function wire() {
   });
   $('back').addEventListener('click', closeChat);
   $('composer').addEventListener('submit', (ev) => { ev.preventDefault(); send(); });
+  $('composer-text').addEventListener('input', growComposer);
   let lastTyping = 0;
   $('composer-text').addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); return; }

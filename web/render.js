@@ -72,7 +72,7 @@ function conversationRow(c, shown) {
   const preview = document.createElement('span');
   preview.className = 'preview';
   preview.textContent = shown.preview;
-  body.append(name, document.createElement('br'), preview);
+  body.append(name, preview);
   btn.append(dot, body);
   if (shown.unread > 0) {
     const badge = document.createElement('span');

@@ -14,7 +14,7 @@ export const conn = {
   // Gateway URLs from discovery, least loaded first; `next` indexes the
   // one to try next (past the end: ask discovery again).
   gateways: [], next: 0, url: null,
-  // Set by the app: frame(f), signedOut(), status(text).
+  // Set by the app: frame(f), signedOut(reason), status(text).
   handlers: { frame: () => {}, signedOut: () => {}, status: () => {} },
 
   async start() {
@@ -57,7 +57,10 @@ export const conn = {
     this.ready = false;
     clearInterval(this.pingTimer);
     if (this.stopped) return;
-    if (e && e.code === 1008) { this.handlers.signedOut(); return; }   // token refused or revoked
+    // Refused for policy: a token refused or revoked signs out (with the
+    // server's reason); too many sockets for this account only waits.
+    if (e && e.code === 1008 && !/too many/.test(e.reason)) { this.handlers.signedOut(e.reason); return; }
+    if (e && e.code === 1008) this.attempt = Math.max(this.attempt, 4);
     this.handlers.status(this.offline ? 'Offline — waiting for the network…' : 'Connection lost — reconnecting…');
     // Exponential backoff with full jitter; slow polling while offline.
     const delay = this.offline ? 30000 : Math.random() * Math.min(30000, 500 * 2 ** this.attempt);

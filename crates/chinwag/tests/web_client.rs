@@ -806,3 +806,77 @@ async fn a_stalled_network_is_noticed_within_the_heartbeat_timeout() {
     wait_js(&alice, "connected again", "document.getElementById('banner').hidden").await;
     alice.close().await.unwrap();
 }
+
+/// B5, B7, B8, B12, B16: long previews stay inside the sidebar, the
+/// connection banner does not cover the header, the composer grows, the
+/// login page does not scroll and empty error lines take no room, the
+/// page has an icon, and a forced sign-out says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_layout_holds_and_a_forced_sign_out_says_why() {
+    let server = TestServer::start();
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let alice = driver.browser(&profile).await;
+    alice.goto(&server.base).await.unwrap();
+    wait_js(&alice, "the auth form", "!document.getElementById('auth-view').hidden").await;
+    assert_eq!(
+        js(&alice, "return document.documentElement.scrollHeight <= window.innerHeight;").await,
+        json!(true),
+        "the login page scrolls"
+    );
+    let icon = js(&alice, "return fetch(document.querySelector('link[rel=icon]').href).then(r => r.status + ' ' + r.headers.get('content-type'));").await;
+    assert_eq!(icon, json!("200 image/svg+xml"));
+    sign_up(&alice, &server.base, "alice").await;
+    let bob = server.user("bob").await;
+    type_into(&alice, "#new-direct-name", "bob").await;
+    click(&alice, "#new-direct button").await;
+    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+    assert_eq!(js(&alice, "return document.getElementById('composer-error').offsetHeight;").await, json!(0));
+    let (_, found) = server.get("/v1/users?username=alice", &bob.token).await;
+    let (_, direct) = server.post("/v1/channels/direct", &bob.token, json!({"user_id": found["user"]["id"]})).await;
+    let channel = direct["channel"]["id"].as_i64().unwrap();
+    let long = "a-very-long-word-".repeat(60);
+    let (status, _) = server
+        .post(&format!("/v1/channels/{channel}/messages"), &bob.token, json!({"client_msg_id": "l1", "text": long}))
+        .await;
+    assert_eq!(status, 201);
+    wait_text(&alice, &long).await;
+    let sidebar =
+        js(&alice, "const s = document.getElementById('sidebar'); return [s.scrollWidth, s.clientWidth];").await;
+    assert!(sidebar[0].as_i64() <= sidebar[1].as_i64(), "the sidebar overflows: {sidebar}");
+
+    // The composer grows with its lines, up to its limit.
+    let heights = js(
+        &alice,
+        "const t = document.getElementById('composer-text'); const one = t.offsetHeight;
+         t.value = 'one\\ntwo\\nthree'; t.dispatchEvent(new Event('input'));
+         const three = t.offsetHeight;
+         t.value = 'x\\n'.repeat(40); t.dispatchEvent(new Event('input'));
+         const many = t.offsetHeight; t.value = ''; t.dispatchEvent(new Event('input'));
+         return [one, three, many, t.offsetHeight];",
+    )
+    .await;
+    let h: Vec<i64> = serde_json::from_value(heights).unwrap();
+    assert!(h[1] > h[0] && h[2] > h[1] && h[2] <= 200 && h[3] == h[0], "composer heights {h:?}");
+
+    // The banner sits above the layout instead of covering the header.
+    js(&alice, "window.dispatchEvent(new Event('offline')); return 1;").await;
+    wait_js(&alice, "the banner", "!document.getElementById('banner').hidden").await;
+    let overlap = js(
+        &alice,
+        "return document.getElementById('banner').getBoundingClientRect().bottom <= document.querySelector('#chat .bar').getBoundingClientRect().top;",
+    )
+    .await;
+    assert_eq!(overlap, json!(true), "the banner covers the header");
+    js(&alice, "window.dispatchEvent(new Event('online')); return 1;").await;
+    wait_js(&alice, "connected again", "document.getElementById('banner').hidden").await;
+
+    // An operator disables the account: the page says so.
+    let (ok, out) = server.admin(&["disable", "alice"]);
+    assert!(ok, "{out}");
+    wait_js(&alice, "the login form", "!document.getElementById('auth-view').hidden").await;
+    wait_js(&alice, "the reason", "document.getElementById('auth-error').textContent.includes('disabled')").await;
+    assert_eq!(js(&alice, "return document.getElementById('auth-title').textContent;").await, json!("Log in"));
+    std::fs::write(screenshot_dir().join("signed-out-with-a-reason.png"), alice.screenshot().await.unwrap()).unwrap();
+    alice.close().await.unwrap();
+}

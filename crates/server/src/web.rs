@@ -18,6 +18,7 @@ use std::sync::Arc;
 const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
+const SVG: &str = "image/svg+xml";
 
 /// Every file of the client: path, type, contents. The service worker is
 /// served from the root so it may control the whole site.
@@ -31,6 +32,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("/state.js", JS, include_str!("../../../web/state.js")),
     ("/render.js", JS, include_str!("../../../web/render.js")),
     ("/sw.js", JS, include_str!("../../../web/sw.js")),
+    ("/icon.svg", SVG, include_str!("../../../web/icon.svg")),
 ];
 
 /// Where browsers send Content-Security-Policy violation reports.
