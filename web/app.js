@@ -499,10 +499,18 @@ function showSidebarError(e) { $('sidebar-error').textContent = typeof e === 'st
 
 // ---------- search ----------
 
-async function search(q) {
+// The search shown: its query, what was found so far, and where the next
+// page starts (none when that was all).
+const found = { q: '', messages: [], next: null };
+
+async function search(q, more) {
   if (!q.trim()) { $('search-results').hidden = true; return; }
-  const d = await api('GET', `/v1/search?q=${encodeURIComponent(q)}`);
-  renderSearch(d.messages);
+  const before = more && found.next ? `&before=${found.next}` : '';
+  const d = await api('GET', `/v1/search?q=${encodeURIComponent(q)}${before}`);
+  found.messages = more ? found.messages.concat(d.messages) : d.messages;
+  found.q = q;
+  found.next = d.next_before ?? null;
+  renderSearch(found.messages, found.next !== null);
 }
 
 // ---------- push notifications ----------
@@ -722,6 +730,7 @@ function wire() {
   $('messages').addEventListener('scroll', () => { if ($('messages').scrollTop < 40) loadOlder(); });
   $('search-form').addEventListener('submit', (ev) => { ev.preventDefault(); search($('search-input').value).catch(showSidebarError); });
   $('search-results').addEventListener('click', (ev) => {
+    if (ev.target.closest('.more-results')) { search(found.q, true).catch(showSidebarError); return; }
     const hit = ev.target.closest('.hit[data-channel-id]');
     if (!hit) return;
     $('search-results').hidden = true;

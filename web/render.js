@@ -164,7 +164,8 @@ function messageItem(c, msg, shown) {
   meta.className = 'meta';
   const time = msg.created_at ? new Date(msg.created_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : '';
   const edited = msg.edited_at && !msg.deleted ? ' · edited' : '';
-  meta.textContent = shown.mine ? `${time}${edited} · ${shown.status}` : `${time}${edited}`;
+  meta.textContent = shown.mine ? `${time}${edited} · ${shown.seenText || shown.status}` : `${time}${edited}`;
+  if (shown.seenNames) meta.title = `Seen by ${shown.seenNames}`;
   li.append(text);
   if (msg.attachments && msg.attachments.length) li.append(filesOf(msg.attachments));
   if (shown.reactions.length) li.append(reactionsOf(shown.reactions));
@@ -261,6 +262,18 @@ function filesOf(files) {
   return box;
 }
 
+// How far one's own message was read: `seen` once every other member
+// read it; in a group, "seen by 2 of 4" before that, with who in the
+// tooltip.
+function readState(c, msg) {
+  const { readers, of } = seenBy(c.id, msg.message_id);
+  const status = of > 0 && readers.length === of ? 'seen' : 'sent';
+  if (c.kind !== 'group' || !readers.length) return { status };
+  const seenNames = readers.map(knownName).join(', ');
+  const seenText = readers.length === of ? 'seen by all' : `seen by ${readers.length} of ${of}`;
+  return { status, seenText, seenNames };
+}
+
 // What a message shows of its changes: the quote it answers, its
 // reactions, and which actions the user may take on it.
 function changeable(c, msg) {
@@ -302,9 +315,8 @@ export function renderMessages(stickToBottom) {
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
   const entries = m.list.map((msg) => {
     const mine = msg.sender_id === state.me.id;
-    const status = mine ? (seenBy(id, msg.message_id) ? 'seen' : 'sent') : '';
     const who = !mine && c.kind === 'group' ? knownName(msg.sender_id) : '';
-    return messageEntry(c, msg, { mine, status, who, ...changeable(c, msg) });
+    return messageEntry(c, msg, { mine, who, ...(mine ? readState(c, msg) : { status: '' }), ...changeable(c, msg) });
   });
   const pend = [...state.pending.entries()].filter(([, p]) => p.channelId === id).sort((a, b) => a[1].at - b[1].at);
   for (const [cmid, p] of pend) {
@@ -337,7 +349,8 @@ export function renderTyping() {
 
 // ---------- search ----------
 
-export function renderSearch(messages) {
+// `more`: the server has further (older) results.
+export function renderSearch(messages, more) {
   const results = $('search-results');
   const items = messages.map((msg) => {
     const li = document.createElement('li');
@@ -359,6 +372,15 @@ export function renderSearch(messages) {
     const li = document.createElement('li');
     li.className = 'hit';
     li.textContent = 'No messages found.';
+    items.push(li);
+  }
+  if (more) {
+    const li = document.createElement('li');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'more-results wide';
+    button.textContent = 'More results';
+    li.append(button);
     items.push(li);
   }
   results.replaceChildren(...items);

@@ -102,12 +102,14 @@ export function presenceText(userId) {
   return p && p.status === 'online' ? 'online' : lastSeen(p && p.last_active_at);
 }
 
-// Whether another member has read up to `messageId`.
+// The other members who have read up to `messageId`, and how many others
+// there are.
 export function seenBy(channelId, messageId) {
+  const c = state.channels.get(channelId);
+  const others = c ? c.member_ids.filter((id) => id !== state.me.id) : [];
   const reads = state.reads.get(channelId);
-  if (!reads) return false;
-  for (const [uid, upTo] of reads) if (uid !== state.me.id && upTo >= messageId) return true;
-  return false;
+  const readers = reads ? others.filter((id) => (reads.get(id) || 0) >= messageId) : [];
+  return { readers, of: others.length };
 }
 
 // A message in a few words, for quotes and previews.

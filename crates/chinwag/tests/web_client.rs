@@ -880,3 +880,58 @@ async fn the_layout_holds_and_a_forced_sign_out_says_why() {
     std::fs::write(screenshot_dir().join("signed-out-with-a-reason.png"), alice.screenshot().await.unwrap()).unwrap();
     alice.close().await.unwrap();
 }
+
+/// B13, B15: in a group, one's message says how many have seen it (and
+/// who) until all have; search results go on past the first page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_read_state_and_search_beyond_one_page() {
+    let server = TestServer::start();
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let alice = driver.browser(&profile).await;
+    sign_up(&alice, &server.base, "alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    let alice_id = server.get("/v1/users?username=alice", &bob.token).await.1["user"]["id"].as_i64().unwrap();
+    let (status, group) =
+        server.post("/v1/channels", &bob.token, json!({"name": "trio", "member_ids": [alice_id, carol.id]})).await;
+    assert_eq!(status, 201, "{group}");
+    let channel = group["channel"]["id"].as_i64().unwrap();
+    for n in 0..25 {
+        let body = json!({"client_msg_id": format!("n{n}"), "text": format!("needle number {n}")});
+        assert_eq!(server.post(&format!("/v1/channels/{channel}/messages"), &bob.token, body).await.0, 201);
+    }
+    wait_js(&alice, "the group", "document.querySelector('.conv')").await;
+    click(&alice, ".conv").await;
+    wait_text(&alice, "needle number 24").await;
+    send(&alice, "who saw this?").await;
+    wait_js(&alice, "sent", "document.querySelector('#messages .msg.mine')?.dataset.state === 'sent'").await;
+    let mine = "document.querySelector('#messages .msg.mine .meta')";
+    let read = |token: &str| {
+        let token = token.to_owned();
+        let server = &server;
+        async move {
+            let (status, _) = server
+                .call("PUT", &format!("/v1/channels/{channel}/read"), Some(&token), Some(json!({"message_id": 26})))
+                .await;
+            assert_eq!(status, 204);
+        }
+    };
+    read(&bob.token).await;
+    wait_js(&alice, "seen by one", &format!("{mine}.textContent.endsWith('seen by 1 of 2')")).await;
+    assert_eq!(js(&alice, &format!("return {mine}.title;")).await, json!("Seen by bob"));
+    read(&carol.token).await;
+    wait_js(&alice, "seen by all", &format!("{mine}.textContent.endsWith('seen by all')")).await;
+    assert_eq!(js(&alice, "return document.querySelector('#messages .msg.mine').dataset.state;").await, json!("seen"));
+
+    // Search: 20 at first, then the rest.
+    type_into(&alice, "#search-input", "needle").await;
+    click(&alice, "#search-form button").await;
+    wait_js(&alice, "a first page", "document.querySelectorAll('#search-results .hit[data-channel-id]').length === 20")
+        .await;
+    click(&alice, "#search-results .more-results").await;
+    wait_js(&alice, "every result", "document.querySelectorAll('#search-results .hit[data-channel-id]').length === 25")
+        .await;
+    assert_eq!(js(&alice, "return !!document.querySelector('#search-results .more-results');").await, json!(false));
+    alice.close().await.unwrap();
+}

@@ -199,7 +199,11 @@ pub async fn groups_and_members(store: &dyn Store) {
     assert_eq!(g.member_ids, vec![a, b]);
     assert_eq!(g.created_by, a);
     assert!(store.channel(g.id, c).await.unwrap().is_none());
+    send(store, g.id, a, "before-carol-1").await;
+    send(store, g.id, b, "before-carol-2").await;
     assert_eq!(store.add_member(g.id, c, a, 2).await.unwrap(), MemberAdded::Added);
+    let joined = store.channel(g.id, c).await.unwrap().unwrap();
+    assert_eq!(joined.read_up_to, MessageId(2), "what came before a member joined is not unread to them");
     assert_eq!(store.add_member(g.id, c, a, 2).await.unwrap(), MemberAdded::AlreadyMember);
     assert_eq!(store.members(g.id).await.unwrap(), vec![a, b, c]);
     assert!(store.remove_member(g.id, b, a, 3).await.unwrap());

@@ -245,10 +245,13 @@ async fn is_member<C: GenericClient>(client: &C, id: ChannelId, user: UserId) ->
         .is_empty())
 }
 
+/// A new member starts with everything before their arrival read: history
+/// they may scroll through, not a pile of unread (a re-added member too).
 async fn insert_member<C: GenericClient>(client: &C, id: ChannelId, user: UserId, now_ms: i64) -> Result<()> {
     exec(
         client,
-        "INSERT INTO members (channel_id, user_id, read_up_to, joined_at) VALUES ($1, $2, 0, $3) \
+        "INSERT INTO members (channel_id, user_id, read_up_to, joined_at) \
+         VALUES ($1, $2, (SELECT last_message_id FROM channels WHERE id = $1), $3) \
          ON CONFLICT DO NOTHING",
         &[&id.0, &user.0, &now_ms],
     )

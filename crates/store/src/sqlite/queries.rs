@@ -248,9 +248,14 @@ fn is_member(c: &Connection, id: ChannelId, user: UserId) -> Result<bool> {
         .exists(params![id.0, user.0])?)
 }
 
+/// A new member starts with everything before their arrival read: history
+/// they may scroll through, not a pile of unread (a re-added member too).
 fn insert_member(c: &Connection, id: ChannelId, user: UserId, now_ms: i64) -> Result<()> {
-    c.prepare_cached("INSERT INTO members (channel_id, user_id, read_up_to, joined_at) VALUES (?1, ?2, 0, ?3)")?
-        .execute(params![id.0, user.0, now_ms])?;
+    c.prepare_cached(
+        "INSERT INTO members (channel_id, user_id, read_up_to, joined_at) \
+         VALUES (?1, ?2, (SELECT last_message_id FROM channels WHERE id = ?1), ?3)",
+    )?
+    .execute(params![id.0, user.0, now_ms])?;
     Ok(())
 }
 
