@@ -24,6 +24,26 @@ pub struct TestCluster {
     /// What gateways are started with besides: the api nodes' origins,
     /// where pages come from.
     gateway_flags: Vec<String>,
+    /// One cluster at a time per test binary (the last field: released
+    /// after every process stopped). A dozen processes per cluster on two
+    /// cores is what these tests measure failover under, not six times
+    /// that.
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// Held by the running cluster of this test binary.
+static ONE_AT_A_TIME: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Waits for this binary's turn to run a cluster.
+#[allow(clippy::disallowed_methods, reason = "TestCluster::start is blocking: it waits for processes")]
+fn my_turn() -> tokio::sync::OwnedMutexGuard<()> {
+    loop {
+        if let Ok(turn) = ONE_AT_A_TIME.clone().try_lock_owned() {
+            return turn;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits until `api` lists `n` live gateways.
@@ -55,6 +75,7 @@ impl TestCluster {
 
     /// Like [`TestCluster::start`], every node with `env` set too.
     pub fn start_with_env(apis: usize, gateways: usize, extra: &[&str], env: &[(&str, &str)]) -> TestCluster {
+        let turn = my_turn();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let postgres = LocalPostgres::start(false).expect("start PostgreSQL");
         let url = postgres.create_database("cluster").expect("create the database");
@@ -69,7 +90,7 @@ impl TestCluster {
         let gateways = (0..gateways).map(|i| node(&gateway_args, &env, &format!("gw-{i}"), "gateway")).collect();
         let presence = node(&common, &env, "presence-0", "presence");
         let notifier = node(&common, &env, "notifier-0", "notifier");
-        TestCluster { api, gateways, presence, notifier, nats, postgres, common, env, gateway_flags }
+        TestCluster { api, gateways, presence, notifier, nats, postgres, common, env, gateway_flags, _turn: turn }
     }
 
     /// The first api node: where tests sign up, log in and call the API.
