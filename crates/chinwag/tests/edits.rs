@@ -22,17 +22,11 @@ fn path(channel: i64, message: i64) -> String {
 
 /// The next `count` changes the SDK hands over (other events skipped).
 async fn updates(client: &mut SdkClient, count: usize) -> Vec<Message> {
-    let mut got = Vec::new();
-    while got.len() < count {
-        let event = tokio::time::timeout(Duration::from_secs(20), client.next_event())
-            .await
-            .expect("event in time")
-            .expect("client open");
-        if let Event::MessageUpdated(m) = event {
-            got.push(m);
-        }
-    }
-    got
+    sdk_events(client, count, |event| match event {
+        Event::MessageUpdated(m) => Some(m),
+        _ => None,
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

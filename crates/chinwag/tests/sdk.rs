@@ -15,17 +15,11 @@ fn config(server: &TestServer, token: &str) -> ClientConfig {
 
 /// The next `count` messages of the client's event stream.
 async fn messages(client: &mut Client, count: usize) -> Vec<chinwag_proto::Message> {
-    let mut got = Vec::new();
-    while got.len() < count {
-        let event = tokio::time::timeout(Duration::from_secs(20), client.next_event())
-            .await
-            .expect("event in time")
-            .expect("client open");
-        if let Event::Message(m) = event {
-            got.push(m);
-        }
-    }
-    got
+    sdk_events(client, count, |event| match event {
+        Event::Message(m) => Some(m),
+        _ => None,
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

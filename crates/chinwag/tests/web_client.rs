@@ -133,6 +133,21 @@ async fn sign_up(b: &Browser, base: &str, name: &str) {
     wait_js(b, "the app after sign-up", &format!("document.getElementById('me').textContent === '{name}'")).await;
 }
 
+/// Starts (or opens) the direct chat with `name` from the sidebar.
+async fn open_direct(b: &Browser, name: &str) {
+    type_into(b, "#new-direct-name", name).await;
+    click(b, "#new-direct button").await;
+    let title = format!("document.getElementById('chat-title').textContent === '{name}'");
+    wait_js(b, &format!("the chat with {name}"), &title).await;
+}
+
+/// The direct channel between `token`'s user and `other`, over the API.
+async fn direct_with(server: &TestServer, token: &str, other: &str) -> i64 {
+    let (_, found) = server.get(&format!("/v1/users?username={other}"), token).await;
+    let (_, direct) = server.post("/v1/channels/direct", token, json!({"user_id": found["user"]["id"]})).await;
+    direct["channel"]["id"].as_i64().unwrap()
+}
+
 async fn send(b: &Browser, text: &str) {
     let el = b.find(Locator::Css("#composer-text")).await.unwrap();
     el.send_keys(text).await.unwrap();
@@ -174,9 +189,7 @@ async fn two_people_chat_in_real_browsers() {
     assert_eq!(js(&alice, "return document.getElementById('notify').textContent;").await, json!("Notify me"));
 
     // Alice starts a direct chat by username and writes; Bob sees it appear.
-    type_into(&alice, "#new-direct-name", "bob").await;
-    click(&alice, "#new-direct button").await;
-    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+    open_direct(&alice, "bob").await;
     wait_js(&alice, "bob online", "document.getElementById('chat-status').textContent === 'online'").await;
     send(&alice, "hello bob").await;
     wait_js(&alice, "own message sent", "document.querySelector('#messages .msg.mine')?.dataset.state === 'sent'")
@@ -432,9 +445,7 @@ async fn in_a_cluster_the_page_moves_to_another_gateway_when_its_own_dies() {
     let other = 1 - theirs;
     let bob = cluster.api().user("bob").await;
     let (mut b, _) = cluster.connect(other, &bob.token).await;
-    type_into(&alice, "#new-direct-name", "bob").await;
-    click(&alice, "#new-direct button").await;
-    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+    open_direct(&alice, "bob").await;
     send(&alice, "hello across gateways").await;
     let first = b.next_of("message").await;
     assert_eq!(first["text"], "hello across gateways");
@@ -495,9 +506,7 @@ async fn photos_and_files_are_attached_shown_and_opened() {
     let bob = driver.browser(&bob_profile).await;
     sign_up(&alice, &server.base, "alice").await;
     sign_up(&bob, &server.base, "bob").await;
-    type_into(&alice, "#new-direct-name", "bob").await;
-    click(&alice, "#new-direct button").await;
-    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+    open_direct(&alice, "bob").await;
 
     let files = tempfile::tempdir().unwrap();
     let photo = files.path().join("holiday.png");
@@ -567,9 +576,7 @@ async fn edits_deletes_replies_and_reactions_reach_the_other_browser_live_and_af
     let bob = driver.browser(&bob_profile).await;
     sign_up(&alice, &server.base, "alice").await;
     sign_up(&bob, &server.base, "bob").await;
-    type_into(&alice, "#new-direct-name", "bob").await;
-    click(&alice, "#new-direct button").await;
-    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+    open_direct(&alice, "bob").await;
     send(&alice, "helo").await;
     send(&alice, "second thought").await;
     wait_js(&alice, "both sent", "(() => { const m = [...document.querySelectorAll('#messages .msg.mine')]; return m.length === 2 && m.every(x => x.dataset.id); })()")
@@ -693,9 +700,7 @@ async fn a_lan_name_over_plain_http_sends_and_typing_ends_with_the_message() {
     )
     .await;
     sign_up(&bob, &server.base, "bob").await;
-    type_into(&alice, "#new-direct-name", "bob").await;
-    click(&alice, "#new-direct button").await;
-    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+    open_direct(&alice, "bob").await;
     send(&alice, "hello from the LAN").await;
     wait_js(&alice, "sent", "document.querySelector('#messages .msg.mine')?.dataset.state === 'sent'").await;
     wait_js(&bob, "the conversation", "document.querySelector('.conv')").await;
@@ -781,12 +786,8 @@ async fn a_stalled_network_is_noticed_within_the_heartbeat_timeout() {
     sign_up(&alice, &format!("http://{}", proxy.addr), "alice").await;
     wait_js(&alice, "connected", "document.getElementById('banner').hidden").await;
     let bob = server.user("bob").await;
-    type_into(&alice, "#new-direct-name", "bob").await;
-    click(&alice, "#new-direct button").await;
-    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
-    let (_, found) = server.get("/v1/users?username=alice", &bob.token).await;
-    let (_, direct) = server.post("/v1/channels/direct", &bob.token, json!({"user_id": found["user"]["id"]})).await;
-    let channel = direct["channel"]["id"].as_i64().unwrap();
+    open_direct(&alice, "bob").await;
+    let channel = direct_with(&server, &bob.token, "alice").await;
 
     proxy.stall(true);
     let stalled_at = tokio::time::Instant::now();
@@ -828,13 +829,9 @@ async fn the_layout_holds_and_a_forced_sign_out_says_why() {
     assert_eq!(icon, json!("200 image/svg+xml"));
     sign_up(&alice, &server.base, "alice").await;
     let bob = server.user("bob").await;
-    type_into(&alice, "#new-direct-name", "bob").await;
-    click(&alice, "#new-direct button").await;
-    wait_js(&alice, "the chat with bob", "document.getElementById('chat-title').textContent === 'bob'").await;
+    open_direct(&alice, "bob").await;
     assert_eq!(js(&alice, "return document.getElementById('composer-error').offsetHeight;").await, json!(0));
-    let (_, found) = server.get("/v1/users?username=alice", &bob.token).await;
-    let (_, direct) = server.post("/v1/channels/direct", &bob.token, json!({"user_id": found["user"]["id"]})).await;
-    let channel = direct["channel"]["id"].as_i64().unwrap();
+    let channel = direct_with(&server, &bob.token, "alice").await;
     let long = "a-very-long-word-".repeat(60);
     let (status, _) = server
         .post(&format!("/v1/channels/{channel}/messages"), &bob.token, json!({"client_msg_id": "l1", "text": long}))

@@ -451,3 +451,21 @@ pub fn serve_refuses(args: &[&str]) -> String {
 pub fn close_code(code: CloseCode) -> u16 {
     code.into()
 }
+
+/// The next `count` events of an SDK client that `pick` keeps (others are
+/// skipped), each within 20 s.
+pub async fn sdk_events<T>(
+    client: &mut chinwag_client::Client,
+    count: usize,
+    pick: impl Fn(chinwag_client::Event) -> Option<T>,
+) -> Vec<T> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        let event = tokio::time::timeout(Duration::from_secs(20), client.next_event())
+            .await
+            .expect("event in time")
+            .expect("client open");
+        got.extend(pick(event));
+    }
+    got
+}
